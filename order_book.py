@@ -1,0 +1,421 @@
+"""Level-2 order book keyed by integer price ticks: apply snapshots and deltas, read the top.
+
+One job: hold the current price levels of one symbol's book and answer questions about them.
+Prices are integer ticks (``price = ticks * tick_size``), converted once at the loader boundary
+(``data_processor``); sizes are floats in the feed's quantity unit.
+
+Public names:
+
+- ``OrderBook``: the book. ``apply(msg)`` takes the messages of ``data_processor.load_messages``
+  (a snapshot replaces the book, a delta updates levels and size ``0`` removes a level, trades
+  are ignored). Queries in **ticks** (the contract names): ``best_bid()``, ``best_ask()``,
+  ``mid()``, ``microprice()``, ``spread()``, ``depth(n)``, ``size_at(side, price_ticks)``.
+  Queries in **price units** carry a ``_price`` suffix: ``best_bid_price()``,
+  ``best_ask_price()``, ``mid_price()``, ``microprice_price()``, ``spread_price()``,
+  ``price_of(ticks)``. State: ``check_invariants()``, ``copy()``, ``state()`` /
+  ``OrderBook.from_state(state)`` (plain numpy arrays, for checkpoints).
+- ``BID`` / ``ASK``: the side constants ``+1`` / ``-1`` used by ``size_at``.
+
+Layout. ``bids`` and ``asks`` are ``sortedcontainers.SortedDict`` objects mapping
+``price_ticks -> size``, both keyed by the **positive** tick price (ascending keys), so a
+consumer can read ``book.bids[p]`` with the real price. The best bid is therefore the *last*
+key (``bids.peekitem(-1)``) and the best ask the *first* (``asks.peekitem(0)``). Like
+sortedcontainers documents for ``peekitem``, reading either end costs ``O(log n)`` in general;
+for index ``0`` and ``-1`` the implementation takes a fast path that is ``O(1)`` in practice.
+
+Messages are duck-typed by class name (``SnapshotMessage``, ``DeltaMessage``,
+``TradeMessage``) so this module does not import ``data_processor`` (which imports this one
+for its ``Replay`` checkpoints); any object whose class has one of those names and the
+``ts``/``bids``/``asks``/``update_id`` attributes works.
+
+Hot path. ``apply`` on a delta is the cost that matters for replay throughput. Per level it
+does one C-level ``dict`` membership test and one C-level ``dict`` store for a level that
+already exists (most updates); only new or removed prices touch the sorted key list
+(``O(log n)``). It bypasses ``SortedDict.__setitem__``/``__delitem__`` (two Python calls per
+level) by calling ``dict.__setitem__``/``dict.pop`` on the ``SortedDict`` (a ``dict``
+subclass) and the sorted list's ``add``/``remove`` directly, which is exactly what those
+methods do internally (sortedcontainers 2.4 ``sorteddict.py``).
+
+Example:
+    >>> from types import SimpleNamespace as NS
+    >>> class SnapshotMessage(NS): pass
+    >>> class DeltaMessage(NS): pass
+    >>> book = OrderBook("BTCUSDT", tick_size=0.1)
+    >>> book.apply(SnapshotMessage(ts=1, update_id=1, bids=[(1000, 2.0), (999, 1.0)],
+    ...                            asks=[(1002, 1.5), (1003, 4.0)]))
+    >>> book.best_bid(), book.best_ask(), book.spread(), book.mid()
+    ((1000, 2.0), (1002, 1.5), 2, 1001.0)
+    >>> book.apply(DeltaMessage(ts=2, update_id=2, bids=[(1000, 0.0), (1001, 3.0)], asks=[]))
+    >>> book.best_bid(), book.best_bid_price(), book.mid_price()
+    ((1001, 3.0), (100.1, 3.0), 100.15)
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+from sortedcontainers import SortedDict
+
+__all__ = ["ASK", "BID", "OrderBook"]
+
+logger = logging.getLogger(__name__)
+
+BID = 1
+"""Side constant of the bid (buy) side, as in ``TradeMessage.side`` and ``size_at``."""
+ASK = -1
+"""Side constant of the ask (sell) side."""
+
+_SNAPSHOT, _DELTA, _TRADE = 1, 2, 3
+_KIND_BY_NAME = {"SnapshotMessage": _SNAPSHOT, "DeltaMessage": _DELTA, "TradeMessage": _TRADE}
+_kind_cache: dict[type, int] = {}
+
+_dict_set = dict.__setitem__
+_dict_pop = dict.pop
+
+
+def _kind_of(cls: type) -> int:
+    """Classify a message class by its name (cached); ``TypeError`` for anything else."""
+    kind = _KIND_BY_NAME.get(cls.__name__)
+    if kind is None:
+        raise TypeError(
+            f"OrderBook.apply() takes SnapshotMessage, DeltaMessage or TradeMessage objects, "
+            f"got {cls.__module__}.{cls.__qualname__}"
+        )
+    _kind_cache[cls] = kind
+    return kind
+
+
+def _decimals(tick_size: float) -> int:
+    """Number of decimals needed to print a multiple of ``tick_size`` exactly.
+
+    >>> _decimals(0.1), _decimals(0.0001), _decimals(1.0), _decimals(0.5), _decimals(25.0)
+    (1, 4, 0, 1, 0)
+    """
+    exponent = Decimal(repr(float(tick_size))).normalize().as_tuple().exponent
+    assert isinstance(exponent, int)
+    return max(0, -exponent)
+
+
+class OrderBook:
+    """An L2 book of one symbol: price levels in integer ticks -> size.
+
+    Args:
+        symbol: symbol name, informational (e.g. ``"BTCUSDT"`` or ``"linear:BTCUSDT"``).
+        tick_size: price of one tick; only the ``*_price`` methods use it.
+
+    Attributes:
+        bids: ``SortedDict`` ``price_ticks -> size``, ascending keys (best bid is the last).
+        asks: ``SortedDict`` ``price_ticks -> size``, ascending keys (best ask is the first).
+        ts: exchange time (ms) of the last applied book message, ``None`` before the first.
+        update_id: ``update_id`` of the last applied book message (``None`` if the feed has none).
+        n_applied: number of book messages (snapshots and deltas) applied so far.
+    """
+
+    __slots__ = ("asks", "bids", "n_applied", "symbol", "tick_size", "ts", "update_id", "_decimals")
+
+    def __init__(self, symbol: str = "", tick_size: float = 1.0) -> None:
+        if not tick_size > 0:
+            raise ValueError(f"tick_size must be > 0, got {tick_size!r}")
+        self.symbol = symbol
+        self.tick_size = float(tick_size)
+        self._decimals = _decimals(self.tick_size)
+        self.bids: SortedDict = SortedDict()
+        self.asks: SortedDict = SortedDict()
+        self.ts: int | None = None
+        self.update_id: int | None = None
+        self.n_applied = 0
+
+    # ------------------------------------------------------------------ updates
+    def apply(self, msg: Any) -> None:
+        """Apply one message: a snapshot replaces the book, a delta updates it, a trade is ignored.
+
+        Delta levels are applied in order; size ``0`` removes the level (removing an absent
+        level is a no-op, as on Bybit and Binance). Sizes are not validated here (the loader
+        does that); a negative or NaN size would be stored and reported by
+        ``check_invariants``.
+
+        Runtime complexity: ``O(k)`` dict operations for ``k`` levels that change size, plus
+        ``O(log n)`` per level that is added or removed; a snapshot costs ``O(n log n)``.
+
+        Args:
+            msg: a ``SnapshotMessage``, ``DeltaMessage`` or ``TradeMessage`` (duck-typed by
+                class name; see the module docstring).
+
+        Raises:
+            TypeError: ``msg`` is not one of the three message classes.
+        """
+        cls = type(msg)
+        kind = _kind_cache.get(cls) or _kind_of(cls)
+        if kind == _DELTA:
+            # Hot path; see the module docstring. Locals avoid attribute lookups per level.
+            book = self.bids
+            add = book._list_add
+            remove = book._list_remove
+            for price, size in msg.bids:
+                if size:
+                    if price not in book:
+                        add(price)
+                    _dict_set(book, price, size)
+                elif _dict_pop(book, price, None) is not None:
+                    remove(price)
+            book = self.asks
+            add = book._list_add
+            remove = book._list_remove
+            for price, size in msg.asks:
+                if size:
+                    if price not in book:
+                        add(price)
+                    _dict_set(book, price, size)
+                elif _dict_pop(book, price, None) is not None:
+                    remove(price)
+        elif kind == _SNAPSHOT:
+            # dict() first: a repeated price keeps its last size, as if applied in order.
+            self.bids.clear()
+            self.bids.update({price: size for price, size in dict(msg.bids).items() if size})
+            self.asks.clear()
+            self.asks.update({price: size for price, size in dict(msg.asks).items() if size})
+        else:  # trade: the book is L2, trades do not change it
+            return
+        self.ts = msg.ts
+        self.update_id = msg.update_id
+        self.n_applied += 1
+
+    def clear(self) -> None:
+        """Remove every level and forget ``ts``/``update_id``."""
+        self.bids.clear()
+        self.asks.clear()
+        self.ts = None
+        self.update_id = None
+
+    # ------------------------------------------------------------ tick queries
+    def best_bid(self) -> tuple[int, float] | None:
+        """Best (highest) bid as ``(price_ticks, size)``, or ``None`` if there are no bids.
+
+        Runtime complexity: ``O(log n)`` (``SortedDict.peekitem``; ``O(1)`` fast path at -1).
+        """
+        bids = self.bids
+        return bids.peekitem(-1) if bids else None
+
+    def best_ask(self) -> tuple[int, float] | None:
+        """Best (lowest) ask as ``(price_ticks, size)``, or ``None`` if there are no asks.
+
+        Runtime complexity: ``O(log n)`` (``SortedDict.peekitem``; ``O(1)`` fast path at 0).
+        """
+        asks = self.asks
+        return asks.peekitem(0) if asks else None
+
+    def spread(self) -> int | None:
+        """Best ask minus best bid in ticks, ``None`` if a side is empty.
+
+        Negative or zero means the book is crossed or locked (see ``crossed``).
+        """
+        if not self.bids or not self.asks:
+            return None
+        return self.asks.peekitem(0)[0] - self.bids.peekitem(-1)[0]
+
+    def mid(self) -> float | None:
+        """Mid price in ticks (float, may end in .5), ``None`` if a side is empty."""
+        if not self.bids or not self.asks:
+            return None
+        return (self.asks.peekitem(0)[0] + self.bids.peekitem(-1)[0]) / 2.0
+
+    def microprice(self) -> float | None:
+        """Size-weighted mid in ticks: ``(bid * ask_size + ask * bid_size) / (bid_size + ask_size)``.
+
+        It leans towards the side with less size (the side more likely to be taken out next).
+        ``None`` if a side is empty.
+        """
+        if not self.bids or not self.asks:
+            return None
+        bid, bid_size = self.bids.peekitem(-1)
+        ask, ask_size = self.asks.peekitem(0)
+        return (bid * ask_size + ask * bid_size) / (bid_size + ask_size)
+
+    @property
+    def crossed(self) -> bool:
+        """True when both sides are present and best bid >= best ask (crossed or locked)."""
+        return bool(self.bids) and bool(self.asks) and self.bids.peekitem(-1)[0] >= self.asks.peekitem(0)[0]
+
+    def size_at(self, side: int, price_ticks: int) -> float:
+        """Resting size at ``price_ticks`` on ``side`` (``BID``/+1 or ``ASK``/-1); 0.0 if none.
+
+        Runtime complexity: ``O(1)`` (a dict lookup).
+
+        Raises:
+            ValueError: ``side`` is not +1 or -1.
+        """
+        if side == BID:
+            return self.bids.get(price_ticks, 0.0)
+        if side == ASK:
+            return self.asks.get(price_ticks, 0.0)
+        raise ValueError(f"side must be +1 (bid) or -1 (ask), got {side!r}")
+
+    def depth(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``n`` levels per side as ``float64`` arrays of shape ``(n, 2)``.
+
+        Rows are ``(price_ticks, size)``, best level first (bids descending, asks ascending),
+        zero-padded when a side has fewer than ``n`` levels. Tick prices are exact in
+        ``float64`` up to 2**53.
+
+        Runtime complexity: ``O(log n_levels + n)``.
+
+        Raises:
+            ValueError: ``n`` is negative.
+        """
+        if n < 0:
+            raise ValueError(f"depth n must be >= 0, got {n!r}")
+        out_bids = np.zeros((n, 2), dtype=np.float64)
+        out_asks = np.zeros((n, 2), dtype=np.float64)
+        bids, asks = self.bids, self.asks
+        if n and bids:
+            keys = bids.keys()[-1 : -n - 1 : -1] if n < len(bids) else list(reversed(bids.keys()))
+            out_bids[: len(keys), 0] = keys
+            out_bids[: len(keys), 1] = [bids[k] for k in keys]
+        if n and asks:
+            keys = asks.keys()[:n]
+            out_asks[: len(keys), 0] = keys
+            out_asks[: len(keys), 1] = [asks[k] for k in keys]
+        return out_bids, out_asks
+
+    # ----------------------------------------------------------- price queries
+    def price_of(self, ticks: float) -> float:
+        """Ticks -> price units, rounded to the tick's decimals (no ``0.30000000000000004``).
+
+        >>> OrderBook(tick_size=0.1).price_of(651142)
+        65114.2
+        """
+        return round(ticks * self.tick_size, self._decimals + 1)
+
+    def best_bid_price(self) -> tuple[float, float] | None:
+        """Best bid as ``(price, size)`` in price units, ``None`` if there are no bids."""
+        best = self.best_bid()
+        return None if best is None else (self.price_of(best[0]), best[1])
+
+    def best_ask_price(self) -> tuple[float, float] | None:
+        """Best ask as ``(price, size)`` in price units, ``None`` if there are no asks."""
+        best = self.best_ask()
+        return None if best is None else (self.price_of(best[0]), best[1])
+
+    def mid_price(self) -> float | None:
+        """Mid in price units, ``None`` if a side is empty."""
+        mid = self.mid()
+        return None if mid is None else self.price_of(mid)
+
+    def microprice_price(self) -> float | None:
+        """Microprice in price units (not rounded to the tick grid), ``None`` if a side is empty."""
+        micro = self.microprice()
+        return None if micro is None else micro * self.tick_size
+
+    def spread_price(self) -> float | None:
+        """Spread in price units, ``None`` if a side is empty."""
+        spread = self.spread()
+        return None if spread is None else self.price_of(spread)
+
+    # ------------------------------------------------------------------- state
+    def check_invariants(self, allow_crossed: bool = False) -> None:
+        """Check the book's invariants; ``AssertionError`` naming the first one broken.
+
+        Checked: each side's sorted key list matches its dict (sortedcontainers ``_check``),
+        keys are ``int`` ticks in ascending order, every stored size is a finite float > 0,
+        and best bid < best ask unless ``allow_crossed``.
+
+        Runtime complexity: ``O(n)``.
+
+        Args:
+            allow_crossed: accept a crossed or locked book (best bid >= best ask).
+        """
+        for name, side in (("bids", self.bids), ("asks", self.asks)):
+            side._check()
+            keys = list(side.keys())
+            assert all(type(k) is int for k in keys), f"{name}: non-integer price key in {keys[:5]}"
+            assert all(a < b for a, b in zip(keys, keys[1:], strict=False)), f"{name}: keys not ascending"
+            for price, size in side.items():
+                assert size > 0 and size != float("inf"), f"{name}: bad size {size!r} at price {price}"
+        if not allow_crossed:
+            assert not self.crossed, (
+                f"crossed book: best bid {self.best_bid()} >= best ask {self.best_ask()} (ts={self.ts})"
+            )
+
+    def copy(self) -> OrderBook:
+        """An independent copy (levels, ``ts``, ``update_id``, ``n_applied``).
+
+        Runtime complexity: ``O(n)``.
+        """
+        new = OrderBook(self.symbol, self.tick_size)
+        new.bids.update(self.bids)
+        new.asks.update(self.asks)
+        new.ts, new.update_id, new.n_applied = self.ts, self.update_id, self.n_applied
+        return new
+
+    def state(self) -> dict[str, Any]:
+        """The book as plain values and numpy arrays, e.g. for ``np.savez`` checkpoints.
+
+        Keys: ``symbol`` (str), ``tick_size`` (float), ``ts`` and ``update_id`` (int, ``-1`` for
+        ``None``), ``n_applied`` (int), ``bid_prices``/``ask_prices`` (``int64``, ascending)
+        and ``bid_sizes``/``ask_sizes`` (``float64``). ``OrderBook.from_state`` inverts it.
+
+        >>> b = OrderBook("X", 0.5)
+        >>> b.bids.update({10: 1.0, 9: 2.0}); b.asks.update({12: 3.0}); b.ts = 7
+        >>> s = b.state(); s["bid_prices"].tolist(), s["ask_sizes"].tolist(), s["ts"]
+        ([9, 10], [3.0], 7)
+        >>> c = OrderBook.from_state(s); (c.best_bid(), c.best_ask(), c.ts, c.update_id)
+        ((10, 1.0), (12, 3.0), 7, None)
+        """
+        return {
+            "symbol": self.symbol,
+            "tick_size": self.tick_size,
+            "ts": -1 if self.ts is None else int(self.ts),
+            "update_id": -1 if self.update_id is None else int(self.update_id),
+            "n_applied": int(self.n_applied),
+            "bid_prices": np.fromiter(self.bids.keys(), dtype=np.int64, count=len(self.bids)),
+            "bid_sizes": np.fromiter(self.bids.values(), dtype=np.float64, count=len(self.bids)),
+            "ask_prices": np.fromiter(self.asks.keys(), dtype=np.int64, count=len(self.asks)),
+            "ask_sizes": np.fromiter(self.asks.values(), dtype=np.float64, count=len(self.asks)),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> OrderBook:
+        """Rebuild a book from ``state()`` output (also from an ``np.load`` ``NpzFile``).
+
+        Raises:
+            ValueError: a key is missing or price/size arrays differ in length.
+        """
+        missing = {"tick_size", "bid_prices", "bid_sizes", "ask_prices", "ask_sizes"} - set(state.keys())
+        if missing:
+            raise ValueError(f"order book state lacks {sorted(missing)}")
+        symbol = state["symbol"] if "symbol" in state else ""
+        book = cls(str(symbol), float(state["tick_size"]))
+        for side, prices, sizes in (
+            (book.bids, state["bid_prices"], state["bid_sizes"]),
+            (book.asks, state["ask_prices"], state["ask_sizes"]),
+        ):
+            if len(prices) != len(sizes):
+                raise ValueError(f"order book state: {len(prices)} prices but {len(sizes)} sizes")
+            side.update(zip(np.asarray(prices).tolist(), np.asarray(sizes, dtype=np.float64).tolist(), strict=True))
+        ts = int(state["ts"]) if "ts" in state else -1
+        update_id = int(state["update_id"]) if "update_id" in state else -1
+        book.ts = None if ts == -1 else ts
+        book.update_id = None if update_id == -1 else update_id
+        book.n_applied = int(state["n_applied"]) if "n_applied" in state else 0
+        return book
+
+    def __len__(self) -> int:
+        """Number of price levels on both sides."""
+        return len(self.bids) + len(self.asks)
+
+    def __eq__(self, other: object) -> bool:
+        """Same levels on both sides (``ts``/``update_id`` are not compared)."""
+        if not isinstance(other, OrderBook):
+            return NotImplemented
+        return dict(self.bids) == dict(other.bids) and dict(self.asks) == dict(other.asks)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return (
+            f"OrderBook({self.symbol!r}, tick_size={self.tick_size}, bids={len(self.bids)}, "
+            f"asks={len(self.asks)}, best_bid={self.best_bid()}, best_ask={self.best_ask()}, ts={self.ts})"
+        )
