@@ -1,19 +1,36 @@
-"""Shared helpers: atomic file writes, running statistics, metrics and plotting.
+"""Shared helpers: atomic file writes, running statistics, metrics, plotting and CLI plumbing.
 
-Public names (this module grows with the metrics/plotting helpers of train.py and evaluate.py):
+Public names:
 
 - ``atomic_write_bytes`` / ``atomic_write_text`` / ``atomic_write_json``: write a file so
   that a crash or Ctrl-C leaves either the old or the new content, never a half file.
 - ``RunningMeanStd``: parallel-algorithm running mean/variance with a frozen flag and a
   JSON-serialisable state, used by the observation normaliser of the env and the agent.
+- Metrics (assumptions in each docstring and in docs/workflow.md): ``SECONDS_PER_YEAR``,
+  ``periods_per_year``, ``sharpe_ratio``, ``sortino_ratio``, ``max_drawdown``,
+  ``bootstrap_ci``, ``fill_markouts_bps``, ``markout_summary``, ``horizon_label``.
+- Plotting (matplotlib Agg, atomic saves): ``save_figure``, ``plot_training_curves``,
+  ``plot_evaluation_comparison``, ``plot_episode``.
+- CLI plumbing: ``CliError``, ``OneLineErrorParser``, ``field_docstrings``,
+  ``add_dataclass_arguments``, ``dataclass_from_args``, ``dataclass_to_dict``,
+  ``dataclass_from_dict``, ``sha256_file``.
 """
 
 from __future__ import annotations
 
+import argparse
+import ast
+import dataclasses
+import hashlib
+import inspect
 import os
 import tempfile
+import textwrap
+import types
+import typing
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import orjson
@@ -110,3 +127,870 @@ class RunningMeanStd:
         self.mean = np.asarray(state["mean"], dtype=np.float64)
         self.var = np.asarray(state["var"], dtype=np.float64)
         self.count = float(state["count"])
+
+
+# ---------------------------------------------------------------------------------------
+# Metrics
+# ---------------------------------------------------------------------------------------
+#
+# Conventions shared by every metric below (also in docs/workflow.md):
+# - Inputs are PnL amounts in quote currency (USDT), not percentage returns: a market maker
+#   starts flat with no fixed capital, so PnL per period is the natural "return". Sharpe and
+#   Sortino of PnL are scale-free ratios, so the unit cancels.
+# - Crypto trades 24/7: a year is 365 days of 86 400 s (not 252 trading days).
+# - Annualisation multiplies a per-period ratio by sqrt(periods_per_year), which assumes the
+#   periods are independent and identically distributed (no autocorrelation).
+
+SECONDS_PER_YEAR: float = 365.0 * 86_400.0
+"""Seconds in the 365-day crypto year used for annualisation."""
+
+
+def periods_per_year(period_s: float) -> float:
+    """Number of back-to-back periods of ``period_s`` seconds in a 365-day year.
+
+    Args:
+        period_s: the sampling interval in seconds (an episode length for per-episode
+            metrics, the decision interval for per-step metrics).
+
+    Returns:
+        ``365 * 86400 / period_s``.
+
+    Raises:
+        ValueError: if ``period_s`` is not positive.
+
+    >>> periods_per_year(86_400.0)
+    365.0
+    >>> periods_per_year(3_600.0)
+    8760.0
+    """
+    if not period_s > 0:
+        raise ValueError(f"period_s must be > 0, got {period_s!r}")
+    return SECONDS_PER_YEAR / float(period_s)
+
+
+def _finite_1d(x: Any, name: str) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return a
+
+
+def sharpe_ratio(pnl: Any, periods_per_year: float | None = None) -> float:
+    """Sharpe ratio of a series of per-period PnL, optionally annualised.
+
+    ``sharpe = mean(pnl) / std(pnl, ddof=1)``, times ``sqrt(periods_per_year)`` when given.
+    The risk-free rate is taken as 0 (inventory is held for seconds to hours). With fewer
+    than two values, or zero dispersion, the ratio is undefined and ``nan`` is returned.
+
+    Args:
+        pnl: per-period PnL (e.g. one value per episode, or per decision step).
+        periods_per_year: number of such periods in a year (see ``periods_per_year``);
+            ``None`` returns the per-period ratio.
+
+    Returns:
+        The (annualised) Sharpe ratio, or ``nan`` when undefined.
+
+    >>> round(sharpe_ratio([1.0, 2.0, 3.0]), 6)   # mean 2, sample std 1
+    2.0
+    >>> round(sharpe_ratio([1.0, 2.0, 3.0], periods_per_year=4.0), 6)
+    4.0
+    >>> sharpe_ratio([1.0])
+    nan
+    """
+    a = _finite_1d(pnl, "pnl")
+    if a.size < 2:
+        return float("nan")
+    sd = float(a.std(ddof=1))
+    if sd == 0.0:
+        return float("nan")
+    ratio = float(a.mean()) / sd
+    if periods_per_year is not None:
+        ratio *= float(np.sqrt(periods_per_year))
+    return ratio
+
+
+def sortino_ratio(pnl: Any, periods_per_year: float | None = None, target: float = 0.0) -> float:
+    """Sortino ratio: mean excess PnL over the downside deviation, optionally annualised.
+
+    ``downside = sqrt(mean(min(pnl - target, 0)^2))`` over *all* periods (Sortino & Price,
+    1994: periods above the target count as zero shortfall), and
+    ``sortino = (mean(pnl) - target) / downside``, times ``sqrt(periods_per_year)`` when
+    given. ``inf`` when no period falls below the target and the mean is positive, ``nan``
+    for an empty series or a series exactly at the target.
+
+    Args:
+        pnl: per-period PnL.
+        periods_per_year: periods in a year, or ``None`` for the per-period ratio.
+        target: the minimum acceptable PnL per period (default 0).
+
+    Returns:
+        The (annualised) Sortino ratio.
+
+    >>> round(sortino_ratio([2.0, -1.0, 2.0, -1.0]), 6)   # mean 0.5, downside sqrt(2/4)
+    0.707107
+    >>> sortino_ratio([1.0, 2.0])
+    inf
+    """
+    a = _finite_1d(pnl, "pnl")
+    if a.size == 0:
+        return float("nan")
+    excess = float(a.mean()) - target
+    downside = float(np.sqrt(np.mean(np.minimum(a - target, 0.0) ** 2)))
+    if downside == 0.0:
+        if excess > 0:
+            return float("inf")
+        return float("nan") if excess == 0 else float("-inf")
+    ratio = excess / downside
+    if periods_per_year is not None:
+        ratio *= float(np.sqrt(periods_per_year))
+    return ratio
+
+
+def max_drawdown(equity: Any) -> float:
+    """Largest peak-to-trough fall of a cumulative PnL (equity) curve, in PnL units.
+
+    ``max_t (max_{s<=t} equity_s - equity_t)``, with the curve taken to start at 0 (a market
+    maker starts flat), so a first value below zero already counts as drawdown. Reported as
+    a non-negative amount of quote currency, not a percentage: without a capital base a
+    relative drawdown is undefined.
+
+    Args:
+        equity: cumulative PnL after each period (not per-period PnL).
+
+    Returns:
+        The maximum drawdown (>= 0); 0.0 for an empty or never-falling curve.
+
+    >>> max_drawdown([1.0, 3.0, 2.0, 5.0, 1.0, 4.0])
+    4.0
+    >>> max_drawdown([-2.0, -1.0])
+    2.0
+    >>> max_drawdown([])
+    0.0
+    """
+    a = _finite_1d(equity, "equity")
+    if a.size == 0:
+        return 0.0
+    curve = np.concatenate([[0.0], a])
+    return float(np.max(np.maximum.accumulate(curve) - curve))
+
+
+def bootstrap_ci(
+    x: Any, confidence: float = 0.95, n_resamples: int = 10_000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile-bootstrap confidence interval of the mean.
+
+    Draws ``n_resamples`` samples of ``len(x)`` values with replacement from ``x`` (a
+    ``numpy.random.default_rng(seed)`` generator, so the interval is reproducible), and
+    returns the ``(1-confidence)/2`` and ``(1+confidence)/2`` quantiles of their means. The
+    percentile method assumes the episodes are i.i.d.; with few episodes (< ~20) the
+    interval is too narrow, which is why it is reported together with the std.
+
+    Args:
+        x: the sample (e.g. PnL per episode).
+        confidence: coverage in (0, 1).
+        n_resamples: number of bootstrap resamples.
+        seed: RNG seed.
+
+    Returns:
+        ``(low, high)``; ``(nan, nan)`` for an empty sample, ``(v, v)`` for one value.
+
+    Raises:
+        ValueError: for a confidence outside (0, 1) or ``n_resamples < 1``.
+
+    >>> bootstrap_ci([2.0, 2.0, 2.0])
+    (2.0, 2.0)
+    >>> lo, hi = bootstrap_ci([0.0, 1.0, 2.0, 3.0, 4.0], seed=1)
+    >>> 0.0 <= lo < 2.0 < hi <= 4.0
+    True
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples!r}")
+    a = _finite_1d(x, "x")
+    if a.size == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, a.size, size=(n_resamples, a.size))
+    means = a[idx].mean(axis=1)
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    return (float(lo), float(hi))
+
+
+def fill_markouts_bps(
+    fill_ts: Any,
+    fill_side: Any,
+    fill_price: Any,
+    mid_ts: Any,
+    mid: Any,
+    horizons_ms: Any = (100, 1_000, 5_000, 30_000),
+) -> np.ndarray:
+    """Markout of each fill at each horizon, in basis points of the fill price.
+
+    ``markout(h) = side * (mid(t + h) - price) / price * 1e4`` with ``side`` +1 for our buy,
+    -1 for our sell, and ``mid(t + h)`` the last mid observed at or before ``t + h`` (a step
+    function of the sampled mids, so the precision is the mid sampling interval). Positive
+    means the fill made money against the later mid; negative means adverse selection.
+    Horizons that reach past the last mid observation give ``nan``.
+
+    Args:
+        fill_ts: fill times (ms).
+        fill_side: +1 (we bought) or -1 (we sold) per fill.
+        fill_price: fill prices (price units).
+        mid_ts: increasing times (ms) of the mid observations.
+        mid: mid prices at ``mid_ts``.
+        horizons_ms: the horizons in ms.
+
+    Returns:
+        Array of shape ``(n_fills, n_horizons)``.
+
+    >>> fill_markouts_bps([0], [1], [100.0], [0, 1000], [100.0, 100.5], horizons_ms=[1000, 2000])
+    array([[50., nan]])
+    >>> fill_markouts_bps([0], [-1], [100.0], [0, 1000], [100.0, 100.5], horizons_ms=[1000])
+    array([[-50.]])
+    """
+    ft = np.asarray(fill_ts, dtype=np.float64).reshape(-1)
+    fs = np.asarray(fill_side, dtype=np.float64).reshape(-1)
+    fp = np.asarray(fill_price, dtype=np.float64).reshape(-1)
+    mt = np.asarray(mid_ts, dtype=np.float64).reshape(-1)
+    mv = np.asarray(mid, dtype=np.float64).reshape(-1)
+    hz = np.asarray(horizons_ms, dtype=np.float64).reshape(-1)
+    if not (ft.size == fs.size == fp.size):
+        raise ValueError("fill_ts, fill_side and fill_price must have the same length")
+    if mt.size != mv.size:
+        raise ValueError("mid_ts and mid must have the same length")
+    if mt.size > 1 and np.any(np.diff(mt) < 0):
+        raise ValueError("mid_ts must be non-decreasing")
+    out = np.full((ft.size, hz.size), np.nan)
+    if ft.size == 0 or mt.size == 0:
+        return out
+    target = ft[:, None] + hz[None, :]
+    idx = np.searchsorted(mt, target, side="right") - 1
+    valid = (idx >= 0) & (target <= mt[-1])
+    m = mv[np.clip(idx, 0, mt.size - 1)]
+    vals = fs[:, None] * (m - fp[:, None]) / fp[:, None] * 1e4
+    out[valid] = vals[valid]
+    return out
+
+
+def markout_summary(markouts: np.ndarray, horizons_ms: Any) -> dict[str, float]:
+    """Mean markout per horizon and the share of adversely-selected fills.
+
+    Args:
+        markouts: ``(n_fills, n_horizons)`` from ``fill_markouts_bps``.
+        horizons_ms: the horizons, same order as the columns.
+
+    Returns:
+        ``{"markout_bps_<h>": mean over fills (nan ignored), "adverse_share_<h>": share of
+        fills with a negative markout}`` with ``<h>`` written as ``100ms``/``1s``/``30s``.
+
+    >>> markout_summary(np.array([[1.0], [-3.0]]), [1000])
+    {'markout_bps_1s': -1.0, 'adverse_share_1s': 0.5}
+    """
+    m = np.asarray(markouts, dtype=np.float64)
+    out: dict[str, float] = {}
+    for j, h in enumerate(np.asarray(horizons_ms).reshape(-1)):
+        label = horizon_label(float(h))
+        col = m[:, j] if m.ndim == 2 and m.shape[0] else np.array([])
+        col = col[np.isfinite(col)]
+        out[f"markout_bps_{label}"] = float(col.mean()) if col.size else float("nan")
+        out[f"adverse_share_{label}"] = float(np.mean(col < 0)) if col.size else float("nan")
+    return out
+
+
+def horizon_label(h_ms: float) -> str:
+    """Short label of a horizon in ms: ``100ms``, ``1s``, ``1.5s``.
+
+    >>> horizon_label(100), horizon_label(1000), horizon_label(30000), horizon_label(1500)
+    ('100ms', '1s', '30s', '1.5s')
+    """
+    if h_ms < 1000:
+        return f"{h_ms:g}ms"
+    return f"{h_ms / 1000:g}s"
+
+
+# ---------------------------------------------------------------------------------------
+# CLI plumbing: argparse flags generated from frozen config dataclasses
+# ---------------------------------------------------------------------------------------
+
+
+class CliError(ValueError):
+    """A user error on the command line or in a config value; the scripts print it on one line."""
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """``ArgumentParser`` whose errors are one line on stderr (``prog: error: ...``), exit 2."""
+
+    def error(self, message: str) -> NoReturn:  # noqa: D102 - argparse API
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def field_docstrings(cls: type) -> dict[str, str]:
+    """Docstrings written under the fields of a dataclass (parsed from its source with ``ast``).
+
+    STYLE.md asks for a string literal right below each field; Python keeps none of them at
+    runtime, so they are read from the class source. Fields without one map to ``""``.
+    A ``metadata={"help": ...}`` on the field takes precedence.
+
+    Args:
+        cls: a dataclass type.
+
+    Returns:
+        ``{field_name: docstring with whitespace collapsed}``.
+    """
+    docs: dict[str, str] = {f.name: "" for f in dataclasses.fields(cls)}
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError, SyntaxError):  # no source (e.g. built in a REPL)
+        tree = None
+    if tree is not None:
+        body = next(n for n in tree.body if isinstance(n, ast.ClassDef)).body
+        for node, nxt in zip(body, [*body[1:], None], strict=True):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
+    for f in dataclasses.fields(cls):
+        if "help" in f.metadata:
+            docs[f.name] = str(f.metadata["help"])
+    return docs
+
+
+_TRUE = {"1", "true", "yes", "on", "y", "t"}
+_FALSE = {"0", "false", "no", "off", "n", "f"}
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def _optional(conv: Any) -> Any:
+    def parse(text: str) -> Any:
+        if text.strip().lower() in {"none", "null"}:
+            return None
+        return conv(text)
+
+    parse.__name__ = getattr(conv, "__name__", "value")
+    return parse
+
+
+def _scalar_converter(tp: Any) -> tuple[Any, list[Any] | None]:
+    """(converter, choices) for a scalar annotation; raises TypeError when unsupported."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        choices = list(typing.get_args(tp))
+        kind = type(choices[0])
+        return (_parse_bool if kind is bool else kind), choices
+    if tp is bool:
+        return _parse_bool, None
+    if tp in (int, float, str):
+        return tp, None
+    raise TypeError(f"unsupported annotation {tp!r}")
+
+
+def _argument_spec(tp: Any) -> dict[str, Any]:
+    """Keyword arguments of argparse (type, nargs, choices) for a field annotation."""
+    args = typing.get_args(tp)
+    origin = typing.get_origin(tp)
+    optional = False
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        optional = True
+        rest = [a for a in args if a is not type(None)]
+        tp = rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]  # noqa: UP007
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        # e.g. ``str | tuple[str, ...]`` (one path or several): accept one or more values.
+        seq = [a for a in args if typing.get_origin(a) in (tuple, list)]
+        if seq:
+            return _argument_spec(seq[0] if not optional else seq[0] | None) | {"scalar_ok": True}
+        raise TypeError(f"unsupported annotation {tp!r}")
+    if origin in (tuple, list):
+        elem = args[0] if args else str
+        conv, choices = _scalar_converter(elem)
+        conv = _optional(conv) if optional else conv
+        nargs: Any = "+" if (origin is list or (len(args) == 2 and args[1] is Ellipsis)) else len(args)
+        return {"type": conv, "nargs": nargs, "choices": choices, "seq": origin}
+    conv, choices = _scalar_converter(tp)
+    if optional:
+        conv = _optional(conv)
+        choices = None if choices is None else [*choices, None]
+    spec: dict[str, Any] = {"type": conv, "choices": choices}
+    if tp is bool:
+        spec["nargs"] = "?"
+        spec["const"] = True
+    return spec
+
+
+def add_dataclass_arguments(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    *,
+    title: str | None = None,
+    exclude: typing.Iterable[str] = (),
+    prefix: str = "",
+) -> dict[str, str]:
+    """Add one ``--<prefix><field>`` flag per field of a frozen config dataclass.
+
+    Help text comes from the field docstrings, the default is shown, ``Literal`` fields get
+    ``choices``, ``bool`` fields accept ``--flag`` / ``--flag false``, ``X | None`` fields
+    accept ``none``, fixed-length tuples take that many values. Absent flags do not appear
+    in the parsed namespace (``argparse.SUPPRESS``), so only what the user typed overrides a
+    base config (see ``dataclass_from_args``). Flags that already exist on the parser are
+    skipped (the script defines them itself, e.g. ``--seed``).
+
+    Args:
+        parser: the parser to add to.
+        cls: the config dataclass.
+        title: argument-group title (default: the class name).
+        exclude: field names to leave out.
+        prefix: prepended to flag names and destinations (to avoid clashes between configs).
+
+    Returns:
+        ``{dest: field_name}`` of the flags added.
+    """
+    docs = field_docstrings(cls)
+    hints = typing.get_type_hints(cls)
+    group = parser.add_argument_group(title or cls.__name__)
+    existing = {s for a in parser._actions for s in a.option_strings}
+    added: dict[str, str] = {}
+    excluded = set(exclude)
+    for f in dataclasses.fields(cls):
+        if f.name in excluded or not f.init:
+            continue
+        flag = f"--{prefix}{f.name}"
+        if flag in existing:
+            continue
+        try:
+            spec = _argument_spec(hints[f.name])
+        except TypeError:
+            spec = {"type": str, "choices": None}  # parsed by the dataclass itself
+        default = _field_default(f)
+        kwargs: dict[str, Any] = {
+            "dest": f"{prefix}{f.name}",
+            "default": argparse.SUPPRESS,
+            "type": spec["type"],
+            "help": f"{docs.get(f.name, '')} (default: {_fmt_default(default)})".replace("%", "%%"),
+        }
+        for key in ("nargs", "const", "choices"):
+            if spec.get(key) is not None:
+                kwargs[key] = spec[key]
+        if isinstance(spec.get("nargs"), int) or spec.get("nargs") == "+":
+            kwargs["metavar"] = f.name.upper()
+        group.add_argument(flag, **kwargs)
+        added[f"{prefix}{f.name}"] = f.name
+    return added
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def _fmt_default(v: Any) -> str:
+    if isinstance(v, tuple | list):
+        return " ".join(str(x) for x in v) if v else "()"
+    return str(v)
+
+
+def dataclass_from_args(
+    cls: type, args: argparse.Namespace, mapping: dict[str, str], base: Any = None
+) -> Any:
+    """Build a config from parsed flags: ``base`` (or the defaults) with the given flags replaced.
+
+    Args:
+        cls: the config dataclass.
+        args: the parsed namespace.
+        mapping: what ``add_dataclass_arguments`` returned.
+        base: a config instance to start from (e.g. loaded from a saved run).
+
+    Returns:
+        A new ``cls`` instance.
+
+    Raises:
+        CliError: when the dataclass rejects a value (its ``ValueError``/``TypeError`` message
+            is kept).
+    """
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for dest, name in mapping.items():
+        if hasattr(args, dest):
+            kwargs[name] = _coerce(hints[name], getattr(args, dest))
+    try:
+        if base is not None:
+            return dataclasses.replace(base, **kwargs)
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise CliError(f"invalid {cls.__name__} setting: {exc}") from exc
+
+
+def _coerce(tp: Any, value: Any) -> Any:
+    """Lists to tuples where the annotation is a tuple; single-element lists to scalars where allowed."""
+    if isinstance(value, list):
+        origin = typing.get_origin(tp)
+        args = typing.get_args(tp)
+        if origin in (typing.Union, types.UnionType) and len(value) == 1:
+            if any(a in (str, int, float) for a in args):
+                return value[0]
+        return tuple(value)
+    return value
+
+
+def dataclass_to_dict(obj: Any) -> dict[str, Any]:
+    """``dataclasses.asdict`` with tuples as lists and paths as strings (JSON-ready).
+
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class C:
+    ...     a: tuple[float, float] = (0.0, 0.7)
+    ...     b: str = "x"
+    >>> dataclass_to_dict(C())
+    {'a': [0.0, 0.7], 'b': 'x'}
+    """
+
+    def conv(v: Any) -> Any:
+        if isinstance(v, tuple | list):
+            return [conv(x) for x in v]
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        if isinstance(v, os.PathLike):
+            return os.fspath(v)
+        if isinstance(v, np.generic):
+            return v.item()
+        return v
+
+    return {k: conv(v) for k, v in dataclasses.asdict(obj).items()}
+
+
+def dataclass_from_dict(cls: type, data: dict[str, Any], *, source: str = "config") -> Any:
+    """Rebuild a config saved by ``dataclass_to_dict`` (lists back to tuples).
+
+    Unknown keys (a config saved by another version) are dropped with a warning; missing
+    keys take the current defaults.
+
+    Args:
+        cls: the config dataclass.
+        data: the saved mapping.
+        source: where it came from, for messages.
+
+    Returns:
+        A ``cls`` instance.
+
+    Raises:
+        CliError: if the dataclass rejects a saved value.
+    """
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        warnings.warn(f"{source}: ignoring unknown {cls.__name__} keys {unknown}", stacklevel=2)
+    kwargs = {k: _coerce(hints[k], v) for k, v in data.items() if k in names}
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise CliError(f"{source}: invalid {cls.__name__}: {exc}") from exc
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes (read in chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------
+# Plotting (matplotlib, Agg backend: no display needed; every figure saved atomically)
+# ---------------------------------------------------------------------------------------
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Save a matplotlib figure as PNG atomically (render to memory, then atomic write) and close it."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    _pyplot().close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def _col(df: Any, name: str) -> np.ndarray | None:
+    if name in df.columns:
+        values = np.asarray(df[name], dtype=np.float64)
+        if np.isfinite(values).any():
+            return values
+    return None
+
+
+def plot_training_curves(log: Any, path: str | os.PathLike, eval_log: Any = None) -> Path:
+    """Draw the training curves of a run into one PNG.
+
+    Panels (x axis: environment steps): episode reward vs episode PnL (with the held-out
+    evaluation PnL when given), fill ratio, adverse-selection ratio, maker-volume ratio,
+    inventory (mean |q| and max |q|), losses (policy, value) with the entropy.
+
+    Args:
+        log: ``pandas.DataFrame`` of ``training_log.csv`` (columns as documented there).
+        path: the PNG to write.
+        eval_log: optional DataFrame with ``timesteps`` and ``eval_pnl_mean`` columns.
+
+    Returns:
+        The written path.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8), constrained_layout=True)
+    x = np.asarray(log["timesteps"], dtype=np.float64) if len(log) else np.array([])
+
+    def line(ax: Any, col: str, label: str, **kw: Any) -> None:
+        y = _col(log, col)
+        if y is not None:
+            ax.plot(x, y, label=label, **kw)
+
+    ax = axes[0, 0]
+    line(ax, "reward", "episode reward", color="tab:blue")
+    ax.set_ylabel("reward")
+    ax2 = ax.twinx()
+    y = _col(log, "pnl")
+    if y is not None:
+        ax2.plot(x, y, color="tab:orange", label="episode PnL (train)")
+    if eval_log is not None and len(eval_log):
+        ax2.plot(eval_log["timesteps"], eval_log["eval_pnl_mean"], "o--", color="tab:red",
+                 label="PnL (held-out eval)")
+    ax2.set_ylabel("PnL (quote ccy)")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="best")
+    ax.set_title("Reward vs PnL")
+    for ax, col, title in (
+        (axes[0, 1], "fill_ratio", "Fill ratio (fills / orders placed)"),
+        (axes[0, 2], "adverse_selection_ratio", "Adverse-selection ratio"),
+        (axes[1, 0], "maker_volume_ratio", "Maker-volume ratio"),
+    ):
+        line(ax, col, col)
+        ax.set_title(title)
+    ax = axes[1, 1]
+    line(ax, "inventory_abs_mean", "mean |inventory|")
+    line(ax, "inventory_max_abs", "max |inventory|", linestyle="--")
+    ax.set_title("Inventory (lots)")
+    ax.legend(fontsize=8)
+    ax = axes[1, 2]
+    line(ax, "policy_loss", "policy loss")
+    line(ax, "value_loss", "value loss")
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax3 = ax.twinx()
+    y = _col(log, "entropy")
+    if y is not None:
+        ax3.plot(x, y, color="tab:green", alpha=0.7, label="entropy")
+    ax3.set_ylabel("entropy")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax3.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=8)
+    ax.set_title("Losses")
+    for ax in axes.flat:
+        ax.set_xlabel("environment steps")
+        ax.grid(alpha=0.3)
+        if not ax.has_data():
+            ax.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax.transAxes)
+    return save_figure(fig, path)
+
+
+def plot_evaluation_comparison(
+    summary: Any, episodes: Any, path: str | os.PathLike, markout_columns: typing.Sequence[str] = ()
+) -> Path:
+    """Compare the policies of an evaluation in one PNG.
+
+    Panels: mean PnL with its 95% bootstrap CI; the PnL of each episode (box plot with the
+    points); fill ratio; adverse-selection ratio; mean |inventory|; mean markout curve by
+    horizon.
+
+    Args:
+        summary: ``pandas.DataFrame`` of ``evaluation_summary.csv`` (one row per policy).
+        episodes: ``pandas.DataFrame`` of ``episodes.csv`` (one row per policy and episode).
+        path: the PNG to write.
+        markout_columns: the ``markout_bps_<h>`` columns of ``summary``, shortest first.
+
+    Returns:
+        The written path.
+    """
+    plt = _pyplot()
+    names = list(summary["policy"])
+    pos = np.arange(len(names))
+    colors = [f"C{i}" for i in range(len(names))]
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8), constrained_layout=True)
+    ax = axes[0, 0]
+    mean = np.asarray(summary["pnl_mean"], dtype=np.float64)
+    lo = np.asarray(summary["pnl_ci95_low"], dtype=np.float64)
+    hi = np.asarray(summary["pnl_ci95_high"], dtype=np.float64)
+    ax.bar(pos, mean, color=colors, yerr=np.vstack([mean - lo, hi - mean]), capsize=4)
+    ax.set_title("Mean PnL per episode (95% bootstrap CI)")
+    ax.axhline(0, color="black", lw=0.8)
+    ax = axes[0, 1]
+    data = [np.asarray(episodes.loc[episodes["policy"] == n, "pnl"], dtype=np.float64) for n in names]
+    ax.boxplot(data, positions=pos, widths=0.5, showfliers=False)
+    for i, d in enumerate(data):
+        jitter = (np.arange(d.size) - d.size / 2) * (0.3 / max(d.size, 1))
+        ax.plot(np.full(d.size, pos[i]) + jitter, d, "o", color=colors[i], alpha=0.6, ms=4)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_title("PnL of each episode")
+    for ax, col, title in (
+        (axes[0, 2], "fill_ratio", "Fill ratio"),
+        (axes[1, 0], "adverse_selection_ratio", "Adverse-selection ratio"),
+        (axes[1, 1], "inventory_abs_mean", "Mean |inventory| (lots)"),
+    ):
+        if col in summary.columns:
+            ax.bar(pos, np.asarray(summary[col], dtype=np.float64), color=colors)
+        ax.set_title(title)
+    for ax in (*axes[0], *axes[1, :2]):
+        ax.set_xticks(pos, names, rotation=30, ha="right", fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    ax = axes[1, 2]
+    if markout_columns:
+        labels = [c.replace("markout_bps_", "") for c in markout_columns]
+        for i, n in enumerate(names):
+            ax.plot(labels, np.asarray(summary.loc[summary["policy"] == n, list(markout_columns)],
+                                       dtype=np.float64).reshape(-1), "o-", color=colors[i], label=n)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.legend(fontsize=8)
+    ax.set_title("Mean markout of fills (bps; < 0 = adverse)")
+    ax.set_xlabel("horizon")
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def plot_episode(
+    trace: dict[str, Any],
+    path: str | os.PathLike,
+    title: str = "",
+    horizons_ms: typing.Sequence[float] = (100, 1_000, 5_000, 30_000),
+) -> Path:
+    """Draw one episode of a policy: quotes and fills, inventory, PnL decomposition, markouts.
+
+    Panels (time in seconds from the episode start):
+
+    1. mid price with the best bid/ask, the agent's resting bid (green) and ask (red)
+       quotes, and its fills (green ▲ = our buy, red ▼ = our sell; filled = maker);
+    2. inventory (lots);
+    3. cumulative PnL and its split: spread capture ``Σ side·(mid_at_fill − price)·size``,
+       fees (cumulative, drawn as −fees), inventory PnL = total − spread capture + fees;
+    4. markout of every fill at each horizon (bps, from the mids sampled at decision times)
+       and their mean.
+
+    Args:
+        trace: dict with equal-length arrays ``ts`` (ms), ``mid``, ``best_bid``,
+            ``best_ask``, ``quote_bid``, ``quote_ask`` (nan where no order), ``inventory``,
+            ``pnl``; and ``fills``: list of dicts with ``ts``, ``side``, ``price``, ``size``,
+            ``maker``, ``fee``.
+        path: the PNG to write.
+        title: figure title.
+        horizons_ms: markout horizons.
+
+    Returns:
+        The written path.
+    """
+    plt = _pyplot()
+    ts = np.asarray(trace["ts"], dtype=np.float64)
+    t0 = ts[0] if ts.size else 0.0
+    t = (ts - t0) / 1000.0
+    mid = np.asarray(trace["mid"], dtype=np.float64)
+    fills = list(trace.get("fills", []))
+    fig = plt.figure(figsize=(14, 12), constrained_layout=True)
+    gs = fig.add_gridspec(4, 1, height_ratios=[3, 1.2, 2, 1.8])
+    ax0 = fig.add_subplot(gs[0])
+    ax1 = fig.add_subplot(gs[1], sharex=ax0)
+    ax2 = fig.add_subplot(gs[2], sharex=ax0)
+    ax3 = fig.add_subplot(gs[3])
+    ax0.plot(t, mid, color="black", lw=1.0, label="mid")
+    for key, color, label in (("best_bid", "tab:green", "best bid"), ("best_ask", "tab:red", "best ask")):
+        if key in trace:
+            ax0.plot(t, np.asarray(trace[key], dtype=np.float64), color=color, lw=0.5, alpha=0.35,
+                     label=label)
+    ax0.step(t, np.asarray(trace["quote_bid"], dtype=np.float64), where="post", color="tab:green",
+             lw=1.3, label="our bid quote")
+    ax0.step(t, np.asarray(trace["quote_ask"], dtype=np.float64), where="post", color="tab:red",
+             lw=1.3, label="our ask quote")
+    for side, marker, color, label in ((1, "^", "tab:green", "our buy fill"),
+                                       (-1, "v", "tab:red", "our sell fill")):
+        fs = [f for f in fills if int(f["side"]) == side]
+        if fs:
+            ft = (np.array([f["ts"] for f in fs], dtype=np.float64) - t0) / 1000.0
+            fp = np.array([f["price"] for f in fs], dtype=np.float64)
+            maker = np.array([bool(f.get("maker", True)) for f in fs])
+            ax0.scatter(ft[maker], fp[maker], marker=marker, s=70, color=color, edgecolor="black",
+                        zorder=5, label=f"{label} (maker)")
+            if (~maker).any():
+                ax0.scatter(ft[~maker], fp[~maker], marker=marker, s=70, facecolor="none",
+                            edgecolor=color, zorder=5, label=f"{label} (taker)")
+    ax0.set_ylabel("price")
+    ax0.legend(fontsize=8, ncol=4, loc="upper left")
+    ax0.set_title(title or "Episode")
+    ax0.ticklabel_format(axis="y", useOffset=False, style="plain")
+    ax1.step(t, np.asarray(trace["inventory"], dtype=np.float64), where="post", color="tab:purple")
+    ax1.axhline(0, color="black", lw=0.6)
+    ax1.set_ylabel("inventory (lots)")
+    # PnL decomposition on the step grid.
+    pnl = np.asarray(trace["pnl"], dtype=np.float64)
+    spread = np.zeros_like(t)
+    fees = np.zeros_like(t)
+    for f in fills:
+        k = int(np.searchsorted(ts, float(f["ts"]), side="left"))
+        k = min(k, max(ts.size - 1, 0))
+        j = max(int(np.searchsorted(ts, float(f["ts"]), side="right")) - 1, 0)
+        m = mid[j] if mid.size else float(f["price"])
+        spread[k:] += int(f["side"]) * (m - float(f["price"])) * float(f["size"])
+        fees[k:] += float(f.get("fee", 0.0))
+    inv_pnl = pnl - spread + fees
+    ax2.plot(t, pnl, color="black", lw=1.6, label="total PnL")
+    ax2.plot(t, spread, color="tab:blue", label="spread capture")
+    ax2.plot(t, inv_pnl, color="tab:orange", label="inventory PnL")
+    ax2.plot(t, -fees, color="tab:gray", label="fees (−)")
+    ax2.axhline(0, color="black", lw=0.6)
+    ax2.set_ylabel("cumulative PnL")
+    ax2.set_xlabel("time since episode start (s)")
+    ax2.legend(fontsize=8, ncol=4, loc="upper left")
+    for ax in (ax0, ax1, ax2):
+        ax.grid(alpha=0.3)
+    plt.setp(ax0.get_xticklabels(), visible=False)
+    plt.setp(ax1.get_xticklabels(), visible=False)
+    labels = [horizon_label(float(h)) for h in horizons_ms]
+    if fills:
+        mk = fill_markouts_bps([f["ts"] for f in fills], [f["side"] for f in fills],
+                               [f["price"] for f in fills], ts, mid, horizons_ms)
+        xs = np.arange(len(labels))
+        for row, f in zip(mk, fills, strict=True):
+            ax3.plot(xs, row, color="tab:green" if int(f["side"]) > 0 else "tab:red", alpha=0.25,
+                     lw=0.8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-nan horizons
+            ax3.plot(xs, np.nanmean(mk, axis=0), "o-", color="black", lw=2,
+                     label=f"mean over {len(fills)} fills")
+        ax3.set_xticks(xs, labels)
+        ax3.legend(fontsize=8)
+    else:
+        ax3.text(0.5, 0.5, "no fills in this episode", ha="center", va="center",
+                 transform=ax3.transAxes)
+    ax3.axhline(0, color="black", lw=0.6)
+    ax3.set_xlabel("markout horizon (green = buys, red = sells)")
+    ax3.set_ylabel("markout (bps)")
+    ax3.grid(alpha=0.3)
+    return save_figure(fig, path)

@@ -1,0 +1,162 @@
+"""Metrics against hand-computed values, the dataclass → argparse plumbing, and the plots."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import utils
+
+
+def test_sharpe_by_hand():
+    # pnl 1, -1, 3, 5: mean 2, sample var ((1+9+1+9)/3) = 20/3
+    pnl = [1.0, -1.0, 3.0, 5.0]
+    expected = 2.0 / math.sqrt(20.0 / 3.0)
+    assert utils.sharpe_ratio(pnl) == pytest.approx(expected)
+    # 1-hour episodes: 8760 per year
+    assert utils.sharpe_ratio(pnl, utils.periods_per_year(3600)) == pytest.approx(expected * math.sqrt(8760))
+    assert math.isnan(utils.sharpe_ratio([3.0, 3.0]))
+
+
+def test_sortino_by_hand():
+    # pnl 1, -1, 3, -3: mean 0; downside sqrt((1+9)/4)
+    assert utils.sortino_ratio([1.0, -1.0, 3.0, -3.0]) == 0.0
+    pnl = [4.0, -2.0, 1.0]  # mean 1, downside sqrt(4/3)
+    assert utils.sortino_ratio(pnl) == pytest.approx(1.0 / math.sqrt(4.0 / 3.0))
+    assert utils.sortino_ratio(pnl, 365.0) == pytest.approx(math.sqrt(365.0) / math.sqrt(4.0 / 3.0))
+    assert utils.sortino_ratio([-1.0, -1.0]) == pytest.approx(-1.0)
+    assert utils.sortino_ratio([0.0, 0.0]) != utils.sortino_ratio([0.0, 0.0])  # nan
+
+
+def test_max_drawdown_by_hand():
+    assert utils.max_drawdown([0.0, 2.0, -1.0, 1.0, -2.5, 3.0]) == pytest.approx(4.5)
+    assert utils.max_drawdown([1.0, 2.0, 3.0]) == 0.0
+    assert utils.max_drawdown(np.cumsum([-1.0, -1.0, 0.5])) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="NaN"):
+        utils.max_drawdown([1.0, float("nan")])
+
+
+def test_bootstrap_ci_seeded_and_covering():
+    rng = np.random.default_rng(0)
+    x = rng.normal(5.0, 1.0, size=200)
+    a = utils.bootstrap_ci(x, seed=3)
+    assert a == utils.bootstrap_ci(x, seed=3)
+    assert a != utils.bootstrap_ci(x, seed=4)
+    # normal-theory half-width 1.96 * s / sqrt(n) ~ 0.139
+    half = 1.96 * x.std(ddof=1) / math.sqrt(x.size)
+    assert a[0] == pytest.approx(x.mean() - half, abs=0.03)
+    assert a[1] == pytest.approx(x.mean() + half, abs=0.03)
+    assert utils.bootstrap_ci([7.0]) == (7.0, 7.0)
+    with pytest.raises(ValueError, match="confidence"):
+        utils.bootstrap_ci(x, confidence=1.5)
+
+
+def test_markouts_by_hand():
+    mid_ts = [0, 100, 1000, 5000]
+    mid = [100.0, 100.1, 99.9, 101.0]
+    # buy at 100.0 at t=0; sell at 100.2 at t=50
+    mk = utils.fill_markouts_bps([0, 50], [1, -1], [100.0, 100.2], mid_ts, mid, [100, 1000, 5000])
+    assert mk[0, 0] == pytest.approx(10.0)  # (100.1 - 100)/100 * 1e4
+    assert mk[0, 1] == pytest.approx(-10.0)
+    assert mk[0, 2] == pytest.approx(100.0)
+    assert mk[1, 0] == pytest.approx(-(100.1 - 100.2) / 100.2 * 1e4)  # mid at 150 is 100.1
+    assert math.isnan(mk[1, 2])  # 5050 is past the last mid
+    s = utils.markout_summary(mk, [100, 1000, 5000])
+    assert s["markout_bps_1s"] == pytest.approx((-10.0 + (-(99.9 - 100.2) / 100.2 * 1e4)) / 2)
+    assert s["adverse_share_1s"] == 0.5
+    assert s["markout_bps_5s"] == pytest.approx(100.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cfg:
+    lr: float = 3e-4
+    """Learning rate (50% of it is still a lot)."""
+    mode: Literal["discrete", "continuous"] = "discrete"
+    """Action mode."""
+    window: tuple[float, float] = (0.0, 0.7)
+    """Fractions of the time span."""
+    flag: bool = False
+    """A switch."""
+    path: str | None = None
+    """A path or none."""
+    n: int = 2
+
+    def __post_init__(self):
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+
+
+def test_field_docstrings_parsed():
+    docs = utils.field_docstrings(_Cfg)
+    assert docs["lr"] == "Learning rate (50% of it is still a lot)."
+    assert docs["n"] == ""
+
+
+def test_dataclass_flags_roundtrip():
+    p = utils.OneLineErrorParser(prog="x")
+    m = utils.add_dataclass_arguments(p, _Cfg)
+    args = p.parse_args(["--lr", "0.1", "--mode", "continuous", "--window", "0.2", "0.9", "--flag",
+                         "--path", "none"])
+    cfg = utils.dataclass_from_args(_Cfg, args, m)
+    assert cfg == _Cfg(lr=0.1, mode="continuous", window=(0.2, 0.9), flag=True, path=None)
+    base = _Cfg(n=5)
+    assert utils.dataclass_from_args(_Cfg, p.parse_args(["--flag", "false"]), m, base) == base
+    with pytest.raises(utils.CliError, match="n must be >= 1"):
+        utils.dataclass_from_args(_Cfg, p.parse_args(["--n", "0"]), m)
+    d = utils.dataclass_to_dict(cfg)
+    assert d["window"] == [0.2, 0.9]
+    assert utils.dataclass_from_dict(_Cfg, d) == cfg
+    with pytest.warns(UserWarning, match="unknown"):
+        utils.dataclass_from_dict(_Cfg, {**d, "gone": 1})
+    help_text = " ".join(p.format_help().split())
+    assert "Learning rate (50% of it is still a lot). (default: 0.0003)" in help_text
+
+
+def test_bad_flag_is_one_line(capsys):
+    p = utils.OneLineErrorParser(prog="x")
+    utils.add_dataclass_arguments(p, _Cfg)
+    with pytest.raises(SystemExit) as e:
+        p.parse_args(["--mode", "sideways"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "invalid choice" in err
+    with pytest.raises(SystemExit):
+        p.parse_args(["--lr", "fast"])
+    assert "invalid float value" in capsys.readouterr().err
+
+
+def test_plots_write_png(tmp_path):
+    log = pd.DataFrame({
+        "timesteps": [100, 200, 300], "reward": [0.1, 0.2, 0.3], "pnl": [1.0, 2.0, 1.5],
+        "fill_ratio": [0.1, 0.2, 0.3], "adverse_selection_ratio": [0.5, 0.4, 0.45],
+        "maker_volume_ratio": [1.0, 0.9, 1.0], "inventory_abs_mean": [1, 2, 1],
+        "inventory_max_abs": [2, 3, 2], "policy_loss": [0.1, -0.1, 0.0], "value_loss": [1, 0.5, 0.3],
+        "entropy": [1.0, 0.9, 0.8],
+    })
+    ev = pd.DataFrame({"timesteps": [200], "eval_pnl_mean": [1.2]})
+    p = utils.plot_training_curves(log, tmp_path / "a.png", ev)
+    assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = pd.DataFrame({"policy": ["agent", "random"], "pnl_mean": [1.0, -1.0],
+                            "pnl_ci95_low": [0.5, -2.0], "pnl_ci95_high": [1.5, 0.0],
+                            "fill_ratio": [0.1, 0.2], "adverse_selection_ratio": [0.3, 0.6],
+                            "inventory_abs_mean": [1, 2], "markout_bps_1s": [0.5, -1.0],
+                            "markout_bps_5s": [0.2, -2.0]})
+    eps = pd.DataFrame({"policy": ["agent", "agent", "random", "random"], "pnl": [0.5, 1.5, -2, 0]})
+    utils.plot_evaluation_comparison(summary, eps, tmp_path / "b.png", ["markout_bps_1s", "markout_bps_5s"])
+    trace = {"ts": [0, 1000, 2000, 3000], "mid": [100, 100.5, 100.2, 100.8], "best_bid": [99.9] * 4,
+             "best_ask": [100.1] * 4, "quote_bid": [99.8, np.nan, 99.9, 99.9],
+             "quote_ask": [100.2] * 4, "inventory": [0, 1, 1, 0], "pnl": [0, 0.6, 0.3, 0.9],
+             "fills": [{"ts": 900, "side": 1, "price": 99.8, "size": 1.0, "maker": True, "fee": -0.01},
+                       {"ts": 2500, "side": -1, "price": 100.2, "size": 1.0, "maker": False, "fee": 0.02}]}
+    utils.plot_episode(trace, tmp_path / "c.png", title="t")
+    assert {f.name for f in tmp_path.iterdir()} == {"a.png", "b.png", "c.png"}
+
+
+def test_parser_is_argparse():
+    assert issubclass(utils.OneLineErrorParser, argparse.ArgumentParser)
