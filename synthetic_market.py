@@ -1,0 +1,628 @@
+"""Seeded synthetic limit-order-book market written in the exact Bybit v5 feed format.
+
+One job: simulate an L2 order book driven by Poisson order flow around a latent efficient
+price and write it as Bybit v5 JSONL (``orderbook.200`` snapshot + 100 ms deltas with
+contiguous ``u``, one ``publicTrade`` message per market order), so that every downstream
+path (loader, book, env, features) runs on it with the same code as on real recordings.
+
+Public names:
+
+- ``SyntheticMarketConfig``: every model parameter (defaults resemble Bybit ETHUSDT linear).
+- ``generate_file(out_path, hours, seed, config)``: write a file; byte-identical per seed.
+- ``default_dataset(data_dir, hours, seed)``: generate once into ``data/`` and reuse it.
+- ``market_statistics(path, symbol)`` / ``compare_statistics(...)``: the statistics printed
+  side by side by ``python synthetic_market.py compare``.
+
+The model (all prices in integer ticks, all sizes in integer lots; one step = 100 ms):
+
+1. Latent efficient price ``x`` (ticks, float): geometric Brownian motion with a two-state
+   Markov volatility regime (calm / volatile) and compound-Poisson jumps. The fair bid is
+   ``fb = floor(x)``; bids live at prices ``<= fb``, asks at ``>= fb + 1``.
+2. When ``fb`` moves, the quotes left on the wrong side are stale: an aggressive order of a
+   random size (the "sweep") trades against them in price priority and the remainder is
+   cancelled. This is how the price drifts the book and why trades cluster on moves.
+3. Limit orders arrive per side as a Poisson process; a fraction ``touch_fraction`` joins the
+   fair touch, the rest lands at distance ``d >= 1`` ticks behind it with probability
+   proportional to ``exp(-d / distance_scale_ticks)``; sizes are log-normal lots.
+4. Cancellations arrive per side as a Poisson process at distances drawn from the same
+   law; each removes on average ``cancel_fraction`` of the level it hits (so the cancelled
+   volume is proportional to the level's size, as in Cont, Stoikov & Talreja 2010).
+5. Market orders arrive per side as a Poisson process with log-normal sizes and walk the
+   book from the touch, printing one trade per price level they consume.
+6. Levels further than ``max_distance_ticks`` from the fair touch are dropped; the feed
+   publishes the top ``depth_levels`` non-empty levels per side, exactly as Bybit's
+   ``orderbook.200`` does (a level leaving the top 200 is sent with size ``"0"``).
+
+CLI::
+
+    python synthetic_market.py --hours 24 --seed 7 --out data/synth_ETHUSDT.jsonl
+    python synthetic_market.py compare --real ../shared/data/bybit/cryptofeed_v3_BYBIT_linear_ob200_publicTrade.jsonl --symbol ETHUSDT
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+logger = logging.getLogger(__name__)
+
+GENERATOR_VERSION = 1
+"""Bumped whenever the simulation changes in a way that changes the bytes for a given seed."""
+
+_CHUNK = 3000
+"""Random numbers are drawn in blocks of this many 100 ms steps (always whole blocks, so a
+short file is a prefix of a longer one with the same seed and config)."""
+
+
+@dataclass(frozen=True)
+class SyntheticMarketConfig:
+    """Parameters of the synthetic market; defaults resemble Bybit ETHUSDT linear perpetual.
+
+    Rates are per second and per side unless stated; sizes are in lots.
+    """
+
+    symbol: str = "ETHUSDT"
+    """Symbol written into ``s`` and the topics."""
+    tick_size: str = "0.01"
+    """Price tick of the contract, as a decimal string (Bybit ETHUSDT linear: 0.01)."""
+    lot_size: str = "0.01"
+    """Quantity step of the contract, as a decimal string (Bybit ETHUSDT linear: 0.01)."""
+    initial_price: float = 1922.50
+    """Efficient price at the start, in price units."""
+    start_ts_ms: int = 1_735_689_600_000
+    """Exchange time of the snapshot, ms since the epoch (2025-01-01T00:00:00Z)."""
+    interval_ms: int = 100
+    """Delta cadence of the feed (Bybit orderbook.200 pushes every 100 ms)."""
+    depth_levels: int = 200
+    """Levels per side in the published book (the 200 of ``orderbook.200``)."""
+    max_distance_ticks: int = 400
+    """Simulated book reaches this many ticks behind the fair touch; further levels are dropped."""
+    sigma_ticks_per_sqrt_s: float = 0.25
+    """Volatility of the efficient price in the calm regime, ticks per sqrt(second) at the
+    initial price (the GBM log-volatility is this divided by the initial price in ticks)."""
+    volatile_sigma_multiplier: float = 5.0
+    """Volatility in the volatile regime is this multiple of the calm one."""
+    calm_to_volatile_per_hour: float = 3.0
+    """Rate of switching from the calm to the volatile regime, per hour."""
+    volatile_to_calm_per_hour: float = 20.0
+    """Rate of switching back to the calm regime, per hour (mean volatile spell 3 min)."""
+    jump_rate_per_hour: float = 60.0
+    """Rate of efficient-price jumps, per hour."""
+    jump_mean_ticks: float = 5.0
+    """Mean absolute jump size in ticks (exponential, random sign)."""
+    limit_rate_per_s: float = 30.0
+    """Limit-order arrivals per second per side."""
+    touch_fraction: float = 0.25
+    """Fraction of limit orders that join the fair touch (distance 0)."""
+    distance_scale_ticks: float = 250.0
+    """Decay length of the distance law ``P(d) ~ exp(-d / scale)``, ``1 <= d <= max_distance``."""
+    limit_size_median_lots: float = 60.0
+    """Median limit-order size in lots (log-normal)."""
+    limit_size_log_sigma: float = 2.0
+    """Log-normal sigma of limit-order sizes."""
+    cancel_rate_per_s: float = 30.0
+    """Cancellation events per second per side."""
+    cancel_fraction: float = 0.35
+    """Mean fraction of a level removed by a partial cancellation event (uniform on [0, 2f])."""
+    cancel_level_prob: float = 0.15
+    """Probability that a cancellation event behind the touch removes the whole level (its
+    last order left); at the touch cancellations are always partial."""
+    cancel_touch_fraction: float = 0.05
+    """Fraction of cancellation events that hit the fair touch (distance 0)."""
+    market_rate_per_s: float = 0.15
+    """Market-order arrivals per second per side."""
+    market_size_median_lots: float = 10.0
+    """Median market-order size in lots (log-normal)."""
+    market_size_log_sigma: float = 1.8
+    """Log-normal sigma of market-order sizes."""
+    requote_prob: float = 0.9
+    """After the fair touch moves, probability that each side's new touch is re-quoted in the
+    same step (market makers follow the price) if it is empty."""
+    sweep_size_multiplier: float = 3.0
+    """A stale-quote sweep trades ``multiplier x`` a market-order-sized draw; the rest is cancelled."""
+    warmup_s: float = 600.0
+    """Simulated seconds before the snapshot, so the first book is already in equilibrium."""
+
+    def __post_init__(self) -> None:
+        for name in ("tick_size", "lot_size"):
+            value = getattr(self, name)
+            try:
+                ok = Decimal(value) > 0
+            except ArithmeticError:
+                ok = False
+            if not ok:
+                raise ValueError(f"SyntheticMarketConfig.{name} must be a positive decimal string, got {value!r}")
+        positive = ("initial_price", "interval_ms", "depth_levels", "max_distance_ticks",
+                    "limit_rate_per_s", "limit_size_median_lots", "market_size_median_lots",
+                    "distance_scale_ticks")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"SyntheticMarketConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        nonneg = ("sigma_ticks_per_sqrt_s", "volatile_sigma_multiplier", "calm_to_volatile_per_hour",
+                  "volatile_to_calm_per_hour", "jump_rate_per_hour", "jump_mean_ticks",
+                  "cancel_rate_per_s", "market_rate_per_s", "sweep_size_multiplier", "warmup_s",
+                  "limit_size_log_sigma", "market_size_log_sigma")
+        for name in nonneg:
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"SyntheticMarketConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0.0 <= self.touch_fraction <= 1.0:
+            raise ValueError(f"SyntheticMarketConfig.touch_fraction must be in [0, 1], got {self.touch_fraction!r}")
+        for name in ("cancel_level_prob", "cancel_touch_fraction", "requote_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"SyntheticMarketConfig.{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if not 0.0 < self.cancel_fraction <= 0.5:
+            raise ValueError(f"SyntheticMarketConfig.cancel_fraction must be in (0, 0.5], got {self.cancel_fraction!r}")
+        if self.max_distance_ticks < self.depth_levels:
+            raise ValueError("SyntheticMarketConfig.max_distance_ticks must be >= depth_levels "
+                             f"({self.max_distance_ticks} < {self.depth_levels})")
+        if self.initial_price / float(self.tick_size) < 10 * self.max_distance_ticks:
+            raise ValueError(f"SyntheticMarketConfig.initial_price {self.initial_price} is too close to 0 "
+                             f"for max_distance_ticks={self.max_distance_ticks} at tick {self.tick_size}")
+
+    def fingerprint(self) -> str:
+        """Short hash of every field and the generator version (used in cached file names)."""
+        payload = orjson.dumps({"v": GENERATOR_VERSION, **dataclasses.asdict(self)}, option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(payload).hexdigest()[:10]
+
+
+def decimal_places(step: str) -> int:
+    """Number of decimals needed to print multiples of ``step``.
+
+    >>> decimal_places("0.01"), decimal_places("0.5"), decimal_places("1")
+    (2, 1, 0)
+    """
+    return max(0, -Decimal(step).normalize().as_tuple().exponent)
+
+
+class _Formatter:
+    """Cached integer-ticks/lots -> Bybit decimal-string conversion."""
+
+    def __init__(self, step: str) -> None:
+        self.step = Decimal(step)
+        self.places = decimal_places(step)
+        self.cache: dict[int, str] = {}
+
+    def __call__(self, n: int) -> str:
+        s = self.cache.get(n)
+        if s is None:
+            s = format(self.step * n, f".{self.places}f")
+            self.cache[n] = s
+        return s
+
+
+@dataclass
+class _Chunk:
+    """Pre-drawn randomness for ``_CHUNK`` steps (see ``_draw_chunk``)."""
+
+    fb: np.ndarray            # fair bid tick after each step
+    sweep: np.ndarray         # (C, 2) sweep sizes, lots (0 = buy-side sweep unused)
+    lim_off: np.ndarray       # (C*2+1,) offsets into the limit arrays, row-major (step, side)
+    lim_d: np.ndarray
+    lim_size: np.ndarray
+    can_off: np.ndarray
+    can_d: np.ndarray
+    can_u: np.ndarray         # fraction to remove: uniform [0, 2f], or 1.0 (whole level)
+    can_h: np.ndarray         # stochastic-rounding uniform
+    mkt_off: np.ndarray       # (C+1,) offsets of market orders per step
+    mkt_side: np.ndarray      # +1 buy / -1 sell
+    mkt_size: np.ndarray
+    mkt_t: np.ndarray         # ms offset inside the step, sorted per step
+    cts_lag: np.ndarray       # (C,) ms between cts and ts
+    requote: np.ndarray       # (C, 2) uniform draws for the re-quote after a move
+    requote_size: np.ndarray  # (C, 2) lots
+
+
+class _Simulator:
+    """The event simulation; ``steps()`` yields the messages of each 100 ms step."""
+
+    def __init__(self, config: SyntheticMarketConfig, seed: int) -> None:
+        c = config
+        self.c = c
+        self.rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), 0x5EED])))
+        self.dt = c.interval_ms / 1000.0
+        self.x0 = c.initial_price / float(c.tick_size)
+        self.log_x = math.log(self.x0)
+        self.regime = 0
+        self.D = c.max_distance_ticks
+        self.W = 2 * self.D + 1024
+        fb = math.floor(self.x0)
+        self.base = fb - self.W // 2
+        self.fb = fb
+        self.q = np.zeros(self.W, dtype=np.int64)
+        self.pub_b = np.zeros(self.W, dtype=np.int64)
+        self.pub_a = np.zeros(self.W, dtype=np.int64)
+        self.price = _Formatter(c.tick_size)
+        self.qty = _Formatter(c.lot_size)
+        self.u = 1_000_000 + int(seed) % 1_000_000 * 10
+        self.xseq = 10_000_000_000
+        self.trade_n = 0
+        self.last_trade_px: int | None = None
+        self.last_tick_dir = "ZeroPlusTick"
+        self.seed = int(seed)
+        self.chunk: _Chunk | None = None
+        self.chunk_pos = _CHUNK
+        # distance law for d >= 1: truncated exponential, sampled by inverse CDF
+        d = np.arange(1, self.D + 1, dtype=np.float64)
+        w = np.exp(-d / c.distance_scale_ticks)
+        self.d_cdf = np.cumsum(w) / w.sum()
+
+    # ---------------------------------------------------------------- randomness
+    def _distances(self, n: int, touch: float) -> np.ndarray:
+        u = self.rng.random(n)
+        v = self.rng.random(n)
+        d = np.searchsorted(self.d_cdf, v, side="right").astype(np.int64) + 1
+        np.minimum(d, self.D, out=d)
+        d[u < touch] = 0
+        return d
+
+    def _lognormal_lots(self, n: int, median: float, sigma: float) -> np.ndarray:
+        x = self.rng.lognormal(math.log(median), sigma, n) if sigma > 0 else np.full(n, median)
+        return np.maximum(1, np.rint(x)).astype(np.int64)
+
+    def _draw_chunk(self) -> _Chunk:
+        c, C, dt, rng = self.c, _CHUNK, self.dt, self.rng
+        # efficient price: GBM with Markov regime and compound-Poisson jumps
+        p_up = 1.0 - math.exp(-c.calm_to_volatile_per_hour / 3600.0 * dt)
+        p_down = 1.0 - math.exp(-c.volatile_to_calm_per_hour / 3600.0 * dt)
+        sw = rng.random(C)
+        regime = np.empty(C, dtype=np.int8)
+        r = self.regime
+        for i in range(C):  # a 2-state chain; 3000 scalar steps per 5 min of market, cheap
+            if sw[i] < (p_down if r else p_up):
+                r = 1 - r
+            regime[i] = r
+        self.regime = r
+        sig = c.sigma_ticks_per_sqrt_s / self.x0 * np.where(regime == 1, c.volatile_sigma_multiplier, 1.0)
+        z = rng.standard_normal(C)
+        nj = rng.poisson(c.jump_rate_per_hour / 3600.0 * dt, C)
+        jsize = rng.exponential(c.jump_mean_ticks, C) * np.where(rng.random(C) < 0.5, -1.0, 1.0) * nj
+        incr = sig * math.sqrt(dt) * z - 0.5 * sig**2 * dt + jsize / self.x0
+        log_x = self.log_x + np.cumsum(incr)
+        self.log_x = float(log_x[-1])
+        fb = np.floor(np.exp(log_x)).astype(np.int64)
+        sweep = self._lognormal_lots(2 * C, c.market_size_median_lots, c.market_size_log_sigma)
+        sweep = (sweep * c.sweep_size_multiplier).astype(np.int64).reshape(C, 2)
+        n_lim = rng.poisson(c.limit_rate_per_s * dt, 2 * C)
+        lim_off = np.concatenate(([0], np.cumsum(n_lim)))
+        lim_d = self._distances(int(lim_off[-1]), c.touch_fraction)
+        lim_size = self._lognormal_lots(int(lim_off[-1]), c.limit_size_median_lots, c.limit_size_log_sigma)
+        n_can = rng.poisson(c.cancel_rate_per_s * dt, 2 * C)
+        can_off = np.concatenate(([0], np.cumsum(n_can)))
+        nc = int(can_off[-1])
+        can_d = self._distances(nc, c.cancel_touch_fraction)
+        can_u = rng.random(nc) * (2.0 * c.cancel_fraction)
+        can_u[(rng.random(nc) < c.cancel_level_prob) & (can_d > 0)] = 1.0
+        can_h = rng.random(nc)
+        n_mkt = rng.poisson(2.0 * c.market_rate_per_s * dt, C)
+        mkt_off = np.concatenate(([0], np.cumsum(n_mkt)))
+        nm = int(mkt_off[-1])
+        mkt_side = np.where(rng.random(nm) < 0.5, 1, -1)
+        mkt_size = self._lognormal_lots(nm, c.market_size_median_lots, c.market_size_log_sigma)
+        mkt_t = rng.integers(1, c.interval_ms, nm)
+        step_of = np.repeat(np.arange(C), n_mkt)
+        mkt_t = mkt_t[np.lexsort((mkt_t, step_of))]  # sorted within each step
+        cts_lag = rng.integers(1, 10, C)
+        requote = rng.random((C, 2))
+        requote_size = self._lognormal_lots(2 * C, c.limit_size_median_lots, c.limit_size_log_sigma).reshape(C, 2)
+        return _Chunk(fb, sweep, lim_off, lim_d, lim_size, can_off, can_d, can_u, can_h,
+                      mkt_off, mkt_side, mkt_size, mkt_t, cts_lag, requote, requote_size)
+
+    # ---------------------------------------------------------------- book mechanics
+    def _recenter(self, fb: int) -> None:
+        i = fb - self.base
+        if self.D + 64 <= i < self.W - self.D - 64:
+            return
+        shift = i - self.W // 2
+        for name in ("q", "pub_b", "pub_a"):
+            old = getattr(self, name)
+            new = np.zeros_like(old)
+            if shift > 0:
+                new[: self.W - shift] = old[shift:]
+            else:
+                new[-shift:] = old[: self.W + shift]
+            setattr(self, name, new)
+        self.base += shift
+
+    def _take(self, idx: np.ndarray, size: int) -> tuple[list[tuple[int, int]], int]:
+        """Consume ``size`` lots from levels ``idx`` in that order; returns fills and remainder."""
+        q = self.q
+        avail = q[idx]
+        cum = np.cumsum(avail)
+        k = int(np.searchsorted(cum, size, side="left"))
+        fills: list[tuple[int, int]] = []
+        n_full = min(k, len(idx))
+        for j in range(n_full):
+            fills.append((int(idx[j]), int(avail[j])))
+        q[idx[:n_full]] = 0
+        if k < len(idx):
+            part = size - (int(cum[k - 1]) if k > 0 else 0)
+            if part > 0:
+                fills.append((int(idx[k]), part))
+                q[idx[k]] -= part
+        return fills, size - sum(f[1] for f in fills)
+
+    def _side_levels(self, side: int) -> np.ndarray:
+        """Occupied level indices from the touch outward (side +1: asks, -1: bids)."""
+        i = self.fb - self.base
+        if side > 0:
+            lo = i + 1
+            return np.flatnonzero(self.q[lo : lo + self.D + 1]) + lo
+        lo = i - self.D
+        return (np.flatnonzero(self.q[lo : i + 1]) + lo)[::-1]
+
+    def _trade_message(self, t_ms: int, side: int, fills: list[tuple[int, int]]) -> bytes:
+        data = []
+        sym = self.c.symbol
+        for idx, lots in fills:
+            px = idx + self.base
+            last = self.last_trade_px
+            if last is None or px == last:
+                tick_dir = "ZeroPlusTick" if self.last_tick_dir in ("PlusTick", "ZeroPlusTick") else "ZeroMinusTick"
+            else:
+                tick_dir = "PlusTick" if px > last else "MinusTick"
+            self.last_trade_px, self.last_tick_dir = px, tick_dir
+            self.trade_n += 1
+            data.append({
+                "T": t_ms, "s": sym, "S": "Buy" if side > 0 else "Sell", "v": self.qty(lots),
+                "p": self.price(px), "L": tick_dir,
+                "i": f"{self.seed & 0xFFFFFFFF:08x}-5eed-4000-8000-{self.trade_n:012x}",
+                "BT": False, "RPI": False, "seq": self.xseq,
+            })
+        return orjson.dumps({"topic": f"publicTrade.{sym}", "type": "snapshot", "ts": t_ms + 1, "data": data})
+
+    def _market(self, side: int, size: int, t_ms: int, out: list[bytes] | None) -> None:
+        idx = self._side_levels(side)
+        if len(idx) == 0:
+            return
+        fills, _ = self._take(idx, size)
+        self.xseq += 1
+        if out is not None and fills:
+            out.append(self._trade_message(t_ms, side, fills))
+
+    def _move(self, fb_new: int, sweep: np.ndarray, t_ms: int, out: list[bytes] | None) -> None:
+        """Shift the fair touch; sweep stale quotes and drop levels leaving the band."""
+        fb_old = self.fb
+        self._recenter(fb_new)
+        i_old, i_new = fb_old - self.base, fb_new - self.base
+        q, D = self.q, self.D
+        if i_new > i_old:   # stale asks in (old, new]: a buyer lifts them, the rest is pulled
+            stale = np.flatnonzero(q[i_old + 1 : i_new + 1]) + i_old + 1
+            side = 1
+            q[max(0, i_old - D) : i_new - D] = 0
+        else:               # stale bids in (new, old]: a seller hits them from the top
+            stale = (np.flatnonzero(q[i_new + 1 : i_old + 1]) + i_new + 1)[::-1]
+            side = -1
+            q[i_new + D + 2 : i_old + D + 2] = 0
+        self.fb = fb_new
+        if len(stale):
+            fills, _ = self._take(stale, int(sweep[0 if side > 0 else 1]))
+            q[stale] = 0
+            self.xseq += 1
+            if out is not None and fills:
+                out.append(self._trade_message(t_ms, side, fills))
+
+    def _limits_and_cancels(self, ch: _Chunk, k: int) -> None:
+        q, i = self.q, self.fb - self.base
+        lo, hi = ch.lim_off[2 * k], ch.lim_off[2 * k + 2]
+        if hi > lo:
+            mid = ch.lim_off[2 * k + 1]
+            d = ch.lim_d[lo:hi]
+            idx = np.where(np.arange(lo, hi) < mid, i - d, i + 1 + d)
+            np.add.at(q, idx, ch.lim_size[lo:hi])
+        lo, hi = ch.can_off[2 * k], ch.can_off[2 * k + 2]
+        if hi > lo:
+            mid = ch.can_off[2 * k + 1]
+            d = ch.can_d[lo:hi]
+            idx = np.where(np.arange(lo, hi) < mid, i - d, i + 1 + d)
+            cur = q[idx]
+            amt = np.minimum(cur, np.floor(cur * ch.can_u[lo:hi] + ch.can_h[lo:hi]).astype(np.int64))
+            np.subtract.at(q, idx, amt)
+            q[idx] = np.maximum(q[idx], 0)
+
+    def _views(self) -> tuple[np.ndarray, np.ndarray]:
+        """The published top-``depth_levels`` book per side, as full-width arrays."""
+        q, i, D, L = self.q, self.fb - self.base, self.D, self.c.depth_levels
+        nb = np.zeros_like(q)
+        na = np.zeros_like(q)
+        bid_idx = np.flatnonzero(q[i - D : i + 1])
+        if len(bid_idx):
+            cut = int(bid_idx[-L:][0]) + i - D if len(bid_idx) > L else i - D
+            nb[cut : i + 1] = q[cut : i + 1]
+        ask_idx = np.flatnonzero(q[i + 1 : i + D + 2])
+        if len(ask_idx):
+            cut = int(ask_idx[:L][-1]) + i + 1 if len(ask_idx) > L else i + D + 1
+            na[i + 1 : cut + 1] = q[i + 1 : cut + 1]
+        return nb, na
+
+    def step(self, out: list[bytes] | None, ts: int) -> None:
+        """Advance one interval ending at ``ts``; append trade messages to ``out``."""
+        if self.chunk is None or self.chunk_pos >= _CHUNK:
+            self.chunk = self._draw_chunk()
+            self.chunk_pos = 0
+        ch, k = self.chunk, self.chunk_pos
+        self.chunk_pos += 1
+        t0 = ts - self.c.interval_ms
+        fb_new = int(ch.fb[k])
+        if fb_new != self.fb:
+            self._move(fb_new, ch.sweep[k], t0, out)
+            i = fb_new - self.base
+            for side, j in ((0, i), (1, i + 1)):
+                if self.q[j] == 0 and ch.requote[k, side] < self.c.requote_prob:
+                    self.q[j] = ch.requote_size[k, side]
+        for j in range(ch.mkt_off[k], ch.mkt_off[k + 1]):
+            self._market(int(ch.mkt_side[j]), int(ch.mkt_size[j]), t0 + int(ch.mkt_t[j]), out)
+        self._limits_and_cancels(ch, k)
+
+    def book_message(self, ts: int, snapshot: bool) -> bytes | None:
+        """The snapshot or delta line for the current state (None: nothing changed)."""
+        nb, na = self._views()
+        base, P, Q = self.base, self.price, self.qty
+        if snapshot:
+            bi = np.flatnonzero(nb)[::-1]
+            ai = np.flatnonzero(na)
+        else:
+            bi = np.flatnonzero(nb != self.pub_b)[::-1]
+            ai = np.flatnonzero(na != self.pub_a)
+            if len(bi) == 0 and len(ai) == 0:
+                return None
+        b = [[P(int(j) + base), Q(int(v))] for j, v in zip(bi.tolist(), nb[bi].tolist(), strict=True)]
+        a = [[P(int(j) + base), Q(int(v))] for j, v in zip(ai.tolist(), na[ai].tolist(), strict=True)]
+        self.pub_b, self.pub_a = nb, na
+        self.u += 1
+        self.xseq += 1
+        lag = int(self.chunk.cts_lag[self.chunk_pos - 1]) if self.chunk is not None else 1
+        return orjson.dumps({
+            "topic": f"orderbook.{self.c.depth_levels}.{self.c.symbol}",
+            "type": "snapshot" if snapshot else "delta", "ts": ts,
+            "data": {"s": self.c.symbol, "b": b, "a": a, "u": self.u, "seq": self.xseq},
+            "cts": ts - lag,
+        })
+
+    def published_book(self) -> tuple[dict[int, int], dict[int, int]]:
+        """The book a client holds after the last message: ``{price_ticks: lots}`` per side."""
+        b = {int(j) + self.base: int(self.pub_b[j]) for j in np.flatnonzero(self.pub_b)}
+        a = {int(j) + self.base: int(self.pub_a[j]) for j in np.flatnonzero(self.pub_a)}
+        return b, a
+
+
+def iter_lines(hours: float, seed: int, config: SyntheticMarketConfig | None = None,
+               check: Any = None) -> Iterator[bytes]:
+    """Yield the file's lines (without newline) in order.
+
+    Args:
+        hours: length of the feed after the snapshot, in hours (fractions allowed).
+        seed: random seed; the same seed and config give the same lines.
+        config: model parameters (defaults: ``SyntheticMarketConfig()``).
+        check: optional callable ``check(line, bids, asks)`` called after every book line with
+            the simulator's published book (``{price_ticks: lots}`` per side); used by tests.
+
+    Yields:
+        One JSON document per line, as bytes.
+    """
+    c = config or SyntheticMarketConfig()
+    if not (isinstance(hours, int | float) and math.isfinite(hours) and hours > 0):
+        raise ValueError(f"hours must be a positive finite number, got {hours!r}")
+    sim = _Simulator(c, seed)
+    n_warm = int(round(c.warmup_s * 1000 / c.interval_ms))
+    ts = c.start_ts_ms - n_warm * c.interval_ms
+    for _ in range(n_warm):
+        ts += c.interval_ms
+        sim.step(None, ts)
+    line = sim.book_message(ts, snapshot=True)
+    assert line is not None
+    if check is not None:
+        check(line, *sim.published_book())
+    yield line
+    n_steps = int(round(hours * 3600 * 1000 / c.interval_ms))
+    out: list[bytes] = []
+    for _ in range(n_steps):
+        ts += c.interval_ms
+        sim.step(out, ts)
+        yield from out
+        out.clear()
+        line = sim.book_message(ts, snapshot=False)
+        if line is not None:
+            if check is not None:
+                check(line, *sim.published_book())
+            yield line
+
+
+def generate_file(out_path: str | os.PathLike, hours: float, seed: int,
+                  config: SyntheticMarketConfig | None = None) -> Path:
+    """Write a synthetic Bybit v5 feed to ``out_path`` (atomically; byte-identical per seed).
+
+    The file is streamed to a temporary file in the destination folder and renamed at the
+    end (the streaming twin of ``utils.atomic_write_bytes``: a day is ~300 MB, too much to
+    hold in memory), so an interrupted run never leaves a half file under the final name.
+
+    Args:
+        out_path: destination ``.jsonl`` path; its folder is created.
+        hours: hours of feed after the snapshot (fractions allowed, e.g. 0.25).
+        seed: random seed.
+        config: model parameters (defaults resemble Bybit ETHUSDT linear).
+
+    Returns:
+        The destination path.
+    """
+    path = Path(out_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
+            buf: list[bytes] = []
+            for line in iter_lines(hours, seed, config):
+                buf.append(line)
+                if len(buf) >= 20000:
+                    buf.append(b"")
+                    fh.write(b"\n".join(buf))
+                    buf.clear()
+            if buf:
+                buf.append(b"")
+                fh.write(b"\n".join(buf))
+            fh.flush()
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    logger.info("wrote %s (%.2f h, seed %d)", path, hours, seed)
+    return path
+
+
+def default_dataset(data_dir: str | os.PathLike = "data", hours: float = 2.0, seed: int = 7,
+                    config: SyntheticMarketConfig | None = None) -> Path:
+    """Path of the default synthetic dataset, generating it on first use.
+
+    The file name encodes the symbol, length, seed and a hash of the config and generator
+    version, so a changed default produces a new file instead of reusing a stale one.
+
+    Args:
+        data_dir: folder for generated data.
+        hours: hours of feed.
+        seed: random seed.
+        config: model parameters.
+
+    Returns:
+        Path of the (existing or freshly written) ``.jsonl`` file.
+    """
+    c = config or SyntheticMarketConfig()
+    name = f"synth_{c.symbol}_{hours:g}h_seed{seed}_{c.fingerprint()}.jsonl"
+    path = Path(data_dir) / name
+    if not path.exists():
+        logger.info("generating default synthetic dataset %s", path)
+        generate_file(path, hours, seed, c)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point (see the module docstring)."""
+    parser = argparse.ArgumentParser(description="Synthetic Bybit v5 order-book market")
+    parser.add_argument("--hours", type=float, default=1.0, help="hours of feed (fractions allowed)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=None, help="output .jsonl (default data/synth_<SYMBOL>.jsonl)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    out = args.out or Path("data") / f"synth_{SyntheticMarketConfig().symbol}.jsonl"
+    generate_file(out, args.hours, args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
