@@ -1,0 +1,846 @@
+"""PPO (clipped surrogate) in TensorFlow/Keras 3 over ``gymnasium.vector`` environments.
+
+One job: train and run a PPO policy. The network lives in ``ppo_network.py``; ``train.py``
+wires config, env and logging.
+
+Public names:
+
+- ``PPOConfig``: frozen dataclass with every hyperparameter (a docstring under each field).
+- ``PPOAgent``: ``learn(envs, total_timesteps, callback)``, ``predict(obs, ...)``,
+  ``predict_values(obs)``, ``save(dir)`` / ``PPOAgent.load(dir)``, ``num_timesteps``,
+  ``num_updates``.
+- ``RolloutBuffer`` / ``RolloutBatch``: on-policy storage, GAE and minibatches.
+- ``compute_gae``: generalised advantage estimation with truncation bootstrapping.
+- ``ppo_losses_numpy``: NumPy reference of the PPO loss (used by the tests).
+
+Implementation details (CleanRL's "37 details" / SB3), each commented where it happens:
+vectorised rollouts; GAE; bootstrapping with ``V(final_obs)`` at truncation but not at
+termination (SB3 GH #633); gymnasium 1.x autoreset modes; per-minibatch advantage
+normalisation; clipped surrogate; optional value clipping; entropy bonus; global gradient
+clipping; Adam eps 1e-5; linear LR (and clip range) annealing; target-KL early stop;
+orthogonal init (``ppo_network``); observation/reward normalisation saved with the model
+and never updated outside ``learn``. Every TensorFlow computation is a ``tf.function``
+method that receives all its tensors as arguments (XLA-compiled by default); numbers drawn
+at random come from one NumPy ``Generator`` owned by the agent, whose state is saved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import keras
+import numpy as np
+import orjson
+import tensorflow as tf
+
+from ppo_network import NetworkConfig, build_actor_critic, dummy_batch
+from utils import RunningMeanStd, atomic_write_bytes, atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """Every PPO hyperparameter. Defaults follow SB3's PPO (itself CleanRL's ppo.py)."""
+
+    learning_rate: float = 3e-4
+    """Adam learning rate (initial value when ``anneal_lr``)."""
+    anneal_lr: bool = True
+    """Linearly anneal the learning rate to 0 over ``total_timesteps`` (CleanRL detail 4)."""
+    n_steps: int = 2048
+    """Environment steps per env per rollout; a rollout holds ``n_steps * n_envs`` transitions."""
+    batch_size: int = 64
+    """Minibatch size (transitions) of each gradient step."""
+    n_epochs: int = 10
+    """Passes over each rollout."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 0.95
+    """GAE lambda (bias/variance trade-off of the advantage estimate)."""
+    clip_range: float = 0.2
+    """PPO surrogate clipping epsilon (initial value when ``anneal_clip_range``)."""
+    anneal_clip_range: bool = False
+    """Linearly anneal the clip range to 0 like the learning rate (rl-zoo ``lin_0.2``)."""
+    clip_range_vf: float = 0.0
+    """Value clipping range around the old value prediction; 0 disables it (SB3 default)."""
+    normalize_advantage: bool = True
+    """Normalise advantages per minibatch (mean 0, std 1)."""
+    ent_coef: float = 0.0
+    """Entropy bonus coefficient."""
+    vf_coef: float = 0.5
+    """Value loss coefficient."""
+    max_grad_norm: float = 0.5
+    """Global gradient-norm clip over all parameters."""
+    adam_eps: float = 1e-5
+    """Adam epsilon (1e-5 as in the PPO reference code, not Keras' 1e-7)."""
+    target_kl: float = 0.0
+    """Stop the epochs of an update once approx KL > 1.5 * target_kl; 0 disables it."""
+    normalize_obs: bool = True
+    """Normalise observations with running mean/std (saved with the model, frozen outside learn)."""
+    normalize_reward: bool = False
+    """Scale rewards by the running std of the discounted return (SB3 VecNormalize)."""
+    clip_obs: float = 10.0
+    """Clip normalised observations to [-clip_obs, clip_obs]."""
+    clip_reward: float = 10.0
+    """Clip normalised rewards to [-clip_reward, clip_reward]."""
+    network: str = "auto"
+    """Network: ``"auto"`` (conv_lstm for market Dict obs, else mlp), ``"mlp"`` or ``"conv_lstm"``."""
+    hidden_size: int = 64
+    """Units per layer of the MLP trunk."""
+    n_hidden_layers: int = 2
+    """Layers of the MLP trunk."""
+    activation: str = "tanh"
+    """Trunk activation, ``"tanh"`` or ``"relu"``."""
+    shared_trunk: bool = False
+    """Share encoder and trunk between actor and critic."""
+    layer_norm: bool = False
+    """LayerNorm after the encoder and in each trunk layer."""
+    conv_filters: int = 16
+    """Filters of each per-time-step Conv1D over the book levels."""
+    conv_kernel: int = 3
+    """Kernel size (levels) of the book Conv1D."""
+    conv_layers: int = 2
+    """Number of book Conv1D layers."""
+    lstm_units: int = 64
+    """Units of the LSTM over the observation window."""
+    ortho_init: bool = True
+    """Orthogonal weight initialisation (CleanRL detail 2)."""
+    log_std_init: float = 0.0
+    """Initial log-std of the Gaussian policy (continuous actions)."""
+    jit_compile: bool = True
+    """XLA-compile the policy and update steps (``tf.function(jit_compile=True)``)."""
+    device: str = "auto"
+    """``"auto"`` (GPU when TensorFlow sees one), ``"cpu"`` or ``"gpu"``."""
+    mixed_precision: bool = False
+    """bfloat16 hidden layers on GPU (heads, losses and optimizer stay float32); ignored on CPU."""
+
+    def __post_init__(self) -> None:
+        positive = ("learning_rate", "n_steps", "batch_size", "n_epochs", "adam_eps", "clip_obs", "clip_reward")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"PPOConfig.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("gamma", "gae_lambda"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"PPOConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("clip_range", "clip_range_vf", "ent_coef", "vf_coef", "max_grad_norm", "target_kl"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"PPOConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.device not in ("auto", "cpu", "gpu"):
+            raise ValueError(f"PPOConfig.device must be 'auto', 'cpu' or 'gpu', got {self.device!r}")
+        self.network_config(mixed=False)  # validates the network fields
+
+    def network_config(self, mixed: bool = False) -> NetworkConfig:
+        """The ``NetworkConfig`` these hyperparameters describe."""
+        return NetworkConfig(
+            kind=self.network, hidden_size=self.hidden_size, n_hidden_layers=self.n_hidden_layers,
+            activation=self.activation, shared_trunk=self.shared_trunk, layer_norm=self.layer_norm,
+            conv_filters=self.conv_filters, conv_kernel=self.conv_kernel, conv_layers=self.conv_layers,
+            lstm_units=self.lstm_units, ortho_init=self.ortho_init, log_std_init=self.log_std_init,
+            dtype_policy="mixed_bfloat16" if mixed else "float32",
+        )
+
+
+# --------------------------------------------------------------------------- GAE / buffer
+
+
+def compute_gae(
+    rewards: np.ndarray,
+    values: np.ndarray,
+    next_values: np.ndarray,
+    terminated: np.ndarray,
+    dones: np.ndarray,
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Generalised advantage estimation over a ``(T, n_envs)`` rollout.
+
+    ``next_values[t]`` is the value of the observation that followed step ``t``: for an
+    ongoing episode the next stored value, for a *truncated* episode the value of its final
+    observation, which is bootstrapped (the episode did not end, it was cut; SB3
+    on_policy_algorithm.py, GH #633). A *terminated* step does not bootstrap
+    (``1 - terminated``). ``dones = terminated | truncated`` cuts the GAE recursion so
+    that no advantage leaks across an episode boundary.
+
+    Args:
+        rewards: ``(T, N)`` rewards.
+        values: ``(T, N)`` value estimates of the observations of each step.
+        next_values: ``(T, N)`` values of the next observations (see above).
+        terminated: ``(T, N)`` true terminal flags.
+        dones: ``(T, N)`` terminated or truncated.
+        gamma: discount.
+        gae_lambda: GAE lambda.
+
+    Returns:
+        ``(advantages, returns)`` with ``returns = advantages + values``.
+
+    >>> r = np.array([[1.0], [1.0]]); v = np.array([[0.5], [0.5]])
+    >>> adv, ret = compute_gae(r, v, np.array([[0.5], [2.0]]), np.zeros((2, 1)),
+    ...                        np.array([[0.0], [1.0]]), gamma=0.5, gae_lambda=1.0)
+    >>> adv[:, 0].tolist()  # step 1 truncated: 1 + 0.5*2 - 0.5 = 1.5; step 0: 0.75 + 0.5*1.5
+    [1.5, 1.5]
+    """
+    n_steps = rewards.shape[0]
+    advantages = np.zeros_like(rewards, dtype=np.float32)
+    last_gae = np.zeros(rewards.shape[1:], dtype=np.float64)
+    for t in reversed(range(n_steps)):
+        # TD error, bootstrapping unless truly terminal (truncation still bootstraps).
+        delta = rewards[t] + gamma * next_values[t] * (1.0 - terminated[t]) - values[t]
+        # The recursion stops at any episode end (terminated or truncated).
+        last_gae = delta + gamma * gae_lambda * (1.0 - dones[t]) * last_gae
+        advantages[t] = last_gae
+    return advantages, (advantages + values).astype(np.float32)
+
+
+class RolloutBatch(NamedTuple):
+    """One minibatch (flattened over steps and envs) fed to the update step."""
+
+    obs: Any
+    actions: np.ndarray
+    old_log_prob: np.ndarray
+    advantages: np.ndarray
+    returns: np.ndarray
+    old_values: np.ndarray
+    mask: np.ndarray
+
+
+class RolloutBuffer:
+    """Fixed-size on-policy storage of ``n_steps`` vectorised steps (SB3 ``RolloutBuffer``).
+
+    ``mask`` marks the transitions that exist: with gymnasium's default ``NEXT_STEP``
+    autoreset, the step after an episode end only resets that env (its action is ignored,
+    reward 0), so it is stored with mask 0 and excluded from every loss.
+    """
+
+    def __init__(self, n_steps: int, n_envs: int, observation_space: gym.Space, action_space: gym.Space) -> None:
+        self.n_steps, self.n_envs = n_steps, n_envs
+        if isinstance(observation_space, gym.spaces.Dict):
+            self.obs: Any = {
+                k: np.zeros((n_steps, n_envs, *s.shape), np.float32) for k, s in observation_space.spaces.items()
+            }
+        else:
+            self.obs = np.zeros((n_steps, n_envs, *observation_space.shape), np.float32)
+        if isinstance(action_space, gym.spaces.Discrete):
+            self.actions = np.zeros((n_steps, n_envs), np.int32)
+        else:
+            self.actions = np.zeros((n_steps, n_envs, action_space.shape[0]), np.float32)
+        z = lambda: np.zeros((n_steps, n_envs), np.float32)  # noqa: E731
+        self.log_probs, self.values, self.rewards, self.next_values = z(), z(), z(), z()
+        self.terminated, self.dones, self.mask = z(), z(), z()
+        self.advantages, self.returns = z(), z()
+        self.pos = 0
+
+    def add(self, obs: Any, actions: np.ndarray, log_probs: np.ndarray, values: np.ndarray, mask: np.ndarray) -> None:
+        """Store the policy side of step ``pos`` (rewards/flags follow in ``add_outcome``)."""
+        t = self.pos
+        if isinstance(self.obs, dict):
+            for k, arr in self.obs.items():
+                arr[t] = obs[k]
+        else:
+            self.obs[t] = obs
+        self.actions[t] = actions
+        self.log_probs[t] = log_probs
+        self.values[t] = values
+        self.mask[t] = mask
+
+    def add_outcome(self, rewards: np.ndarray, terminated: np.ndarray, dones: np.ndarray) -> None:
+        """Store the environment side of step ``pos`` and advance."""
+        t = self.pos
+        self.rewards[t], self.terminated[t], self.dones[t] = rewards, terminated, dones
+        self.pos += 1
+
+    def compute_returns_and_advantage(self, last_values: np.ndarray, gamma: float, gae_lambda: float) -> None:
+        """Fill ``advantages``/``returns``; ``next_values`` must hold the bootstraps already.
+
+        ``next_values[t]`` defaults to ``values[t + 1]`` (``last_values`` after the last
+        step); ``PPOAgent`` overrides it with ``V(final_obs)`` at truncations in
+        ``SAME_STEP`` autoreset mode.
+        """
+        assert self.pos == self.n_steps, "rollout not full"
+        self.next_values[:-1] = np.where(self._override[:-1], self.next_values[:-1], self.values[1:])
+        self.next_values[-1] = np.where(self._override[-1], self.next_values[-1], last_values)
+        self.advantages, self.returns = compute_gae(
+            self.rewards, self.values, self.next_values, self.terminated, self.dones, gamma, gae_lambda
+        )
+
+    def reset(self) -> None:
+        """Start a new rollout."""
+        self.pos = 0
+        self._override = np.zeros((self.n_steps, self.n_envs), bool)
+
+    def set_final_value(self, values: np.ndarray, which: np.ndarray) -> None:
+        """Bootstrap value of the final observation for envs ``which`` at step ``pos - 1``."""
+        t = self.pos - 1
+        self.next_values[t] = np.where(which, values, self.next_values[t])
+        self._override[t] |= which
+
+    def get(self, batch_size: int, rng: np.random.Generator) -> Iterator[RolloutBatch]:
+        """Yield shuffled minibatches of exactly ``batch_size`` transitions.
+
+        A remainder smaller than ``batch_size`` is left out of that epoch (a different one
+        each epoch); fixed shapes keep the compiled update step from retracing.
+        """
+        n = self.n_steps * self.n_envs
+        flat = lambda a: a.reshape(n, *a.shape[2:])  # noqa: E731
+        obs = {k: flat(v) for k, v in self.obs.items()} if isinstance(self.obs, dict) else flat(self.obs)
+        arrays = [flat(self.actions), flat(self.log_probs), flat(self.advantages), flat(self.returns),
+                  flat(self.values), flat(self.mask)]
+        perm = rng.permutation(n)
+        for start in range(0, n - batch_size + 1, batch_size):
+            idx = perm[start:start + batch_size]
+            mb_obs = {k: v[idx] for k, v in obs.items()} if isinstance(obs, dict) else obs[idx]
+            yield RolloutBatch(mb_obs, *(a[idx] for a in arrays))
+
+
+# --------------------------------------------------------------------------- NumPy reference
+
+
+def ppo_losses_numpy(
+    log_prob: np.ndarray, old_log_prob: np.ndarray, advantages: np.ndarray, values: np.ndarray,
+    old_values: np.ndarray, returns: np.ndarray, entropy: np.ndarray, mask: np.ndarray,
+    clip_range: float, clip_range_vf: float, ent_coef: float, vf_coef: float, normalize_advantage: bool,
+) -> dict[str, float]:
+    """NumPy reference of the PPO loss computed by ``PPOAgent`` (for tests).
+
+    >>> out = ppo_losses_numpy(np.log([0.5]), np.log([0.25]), np.array([1.0]), np.zeros(1), np.zeros(1),
+    ...     np.ones(1), np.zeros(1), np.ones(1), 0.2, 0.0, 0.0, 0.5, False)
+    >>> out["policy_loss"], out["value_loss"], out["loss"]  # ratio 2 clipped to 1.2
+    (-1.2, 1.0, -0.7)
+    """
+    m = mask.astype(np.float64)
+    n = m.sum()
+    adv = advantages.astype(np.float64)
+    if normalize_advantage and n > 1:
+        mean = (adv * m).sum() / n
+        std = math.sqrt((((adv - mean) ** 2) * m).sum() / (n - 1))
+        adv = (adv - mean) / (std + 1e-8)
+    log_ratio = log_prob - old_log_prob
+    ratio = np.exp(log_ratio)
+    pg = np.maximum(-adv * ratio, -adv * np.clip(ratio, 1 - clip_range, 1 + clip_range))
+    policy_loss = (pg * m).sum() / n
+    v = values
+    if clip_range_vf > 0:
+        v = old_values + np.clip(values - old_values, -clip_range_vf, clip_range_vf)
+    value_loss = (((returns - v) ** 2) * m).sum() / n
+    ent = (entropy * m).sum() / n
+    return {
+        "policy_loss": float(policy_loss), "value_loss": float(value_loss), "entropy": float(ent),
+        "approx_kl": float((((ratio - 1) - log_ratio) * m).sum() / n),
+        "clip_fraction": float(((np.abs(ratio - 1) > clip_range) * m).sum() / n),
+        "loss": float(policy_loss - ent_coef * ent + vf_coef * value_loss),
+    }
+
+
+# --------------------------------------------------------------------------- spaces <-> JSON
+
+
+def _num(x: float) -> Any:
+    return str(x) if not math.isfinite(x) else x
+
+
+def space_to_json(space: gym.Space) -> dict[str, Any]:
+    """JSON description of a Box/Discrete/Dict space (inverse: ``space_from_json``)."""
+    if isinstance(space, gym.spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, gym.spaces.Box):
+        out: dict[str, Any] = {"type": "Box", "shape": list(space.shape), "dtype": str(space.dtype)}
+        for name in ("low", "high"):
+            arr = np.asarray(getattr(space, name), np.float64)
+            out[name] = _num(float(arr.flat[0])) if np.all(arr == arr.flat[0]) else [_num(float(v)) for v in arr.ravel()]
+        return out
+    if isinstance(space, gym.spaces.Dict):
+        return {"type": "Dict", "spaces": [[k, space_to_json(s)] for k, s in space.spaces.items()]}
+    raise ValueError(f"cannot serialise space {space}")
+
+
+def space_from_json(d: dict[str, Any]) -> gym.Space:
+    """Rebuild a space written by ``space_to_json``."""
+    if d["type"] == "Discrete":
+        return gym.spaces.Discrete(d["n"], start=d["start"])
+    if d["type"] == "Box":
+        shape = tuple(d["shape"])
+        def arr(v: Any) -> np.ndarray:
+            if isinstance(v, list):
+                return np.array([float(x) for x in v], np.float64).reshape(shape)
+            return np.full(shape, float(v))
+        return gym.spaces.Box(arr(d["low"]), arr(d["high"]), shape, dtype=np.dtype(d["dtype"]))
+    if d["type"] == "Dict":
+        return gym.spaces.Dict({k: space_from_json(s) for k, s in d["spaces"]})
+    raise ValueError(f"unknown space type {d['type']!r} in saved agent")
+
+
+def _rng_state_to_json(state: dict[str, Any]) -> dict[str, Any]:
+    # PCG64 state holds 128-bit integers, beyond JSON readers' int range: store as strings.
+    return {k: (_rng_state_to_json(v) if isinstance(v, dict) else str(v) if isinstance(v, int) else v)
+            for k, v in state.items()}
+
+
+def _rng_state_from_json(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: (_rng_state_from_json(v) if isinstance(v, dict) else int(v) if k != "bit_generator" else v)
+            for k, v in state.items()}
+
+
+# --------------------------------------------------------------------------- the agent
+
+
+class PPOAgent:
+    """PPO agent owning its network, optimizer, normalisers and random generator.
+
+    Args:
+        observation_space: single-env observation space (``Box`` or ``Dict``).
+        action_space: single-env action space (``Discrete`` or 1-D ``Box``).
+        config: hyperparameters.
+        seed: seeds the weights, action sampling, minibatch shuffling and env resets.
+    """
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space,
+                 config: PPOConfig | None = None, seed: int = 0) -> None:
+        self.config = config = config or PPOConfig()
+        self.observation_space, self.action_space, self.seed = observation_space, action_space, int(seed)
+        self.continuous = isinstance(action_space, gym.spaces.Box)
+        self.rng = np.random.Generator(np.random.PCG64(self.seed))
+        self.num_timesteps = 0
+        self.num_updates = 0
+        self.device = self._pick_device(config)
+        mixed = config.mixed_precision and self.device.startswith("/GPU")
+        if config.mixed_precision and not mixed:
+            logger.warning("mixed_precision requested but running on CPU: using float32")
+        with tf.device(self.device):
+            self.model = build_actor_critic(observation_space, action_space, config.network_config(mixed), self.seed)
+            # Adam with eps 1e-5 (CleanRL detail 3; SB3 PPO uses the same through its policy).
+            self.optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate, epsilon=config.adam_eps)
+            self.optimizer.build(self.model.trainable_variables)
+        # Observation normalisation (SB3 VecNormalize / Gymnasium NormalizeObservation), one
+        # RunningMeanStd per Dict key. Updated only inside learn(); predict never updates.
+        self.obs_rms: dict[str, RunningMeanStd] | None = None
+        if config.normalize_obs:
+            if isinstance(observation_space, gym.spaces.Dict):
+                self.obs_rms = {k: RunningMeanStd(s.shape) for k, s in observation_space.spaces.items()}
+            else:
+                self.obs_rms = {"obs": RunningMeanStd(observation_space.shape)}
+        self.ret_rms = RunningMeanStd(()) if config.normalize_reward else None
+        self.action_low = self.action_high = None
+        if self.continuous:
+            self.action_low = action_space.low.astype(np.float32)
+            self.action_high = action_space.high.astype(np.float32)
+        jit = config.jit_compile
+        self._policy_fn = tf.function(self._policy_step, jit_compile=jit, reduce_retracing=True)
+        self._value_fn = tf.function(self._value_step, jit_compile=jit, reduce_retracing=True)
+        self._train_fn = tf.function(self._train_step, jit_compile=jit)
+        self._ep_returns: deque[float] = deque(maxlen=100)
+        self._ep_lengths: deque[int] = deque(maxlen=100)
+        self.timings: dict[str, float] = {"env_s": 0.0, "policy_s": 0.0, "update_s": 0.0}
+
+    @staticmethod
+    def _pick_device(config: PPOConfig) -> str:
+        gpus = tf.config.list_physical_devices("GPU")
+        if config.device == "gpu" and not gpus:
+            raise ValueError("PPOConfig.device='gpu' but TensorFlow sees no GPU")
+        use_gpu = bool(gpus) and config.device != "cpu"
+        device = "/GPU:0" if use_gpu else "/CPU:0"
+        logger.info("PPO device: %s (TensorFlow sees %d GPU(s): %s)", device, len(gpus),
+                    [g.name for g in gpus])
+        return device
+
+    # ------------------------------------------------------------------ compiled steps
+
+    def _dist_stats(self, dist: tf.Tensor, actions: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Log-probability of ``actions`` and entropy under the distribution ``dist``."""
+        if self.continuous:
+            log_std = self.model.log_std
+            z = (actions - dist) / tf.exp(log_std)
+            log_prob = tf.reduce_sum(-0.5 * tf.square(z) - log_std - 0.5 * _LOG_2PI, axis=-1)
+            entropy = tf.reduce_sum(log_std + 0.5 * (1.0 + _LOG_2PI)) * tf.ones_like(log_prob)
+            return log_prob, entropy
+        logp_all = tf.nn.log_softmax(dist)
+        log_prob = tf.gather(logp_all, actions, axis=1, batch_dims=1)
+        entropy = -tf.reduce_sum(tf.exp(logp_all) * logp_all, axis=-1)
+        return log_prob, entropy
+
+    def _policy_step(self, obs: Any, noise: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Sample actions for a batch: ``noise`` is Gumbel (discrete) or standard normal
+        (continuous) drawn by the agent's NumPy generator; zero noise gives the mode."""
+        dist, value = self.model(obs)
+        if self.continuous:
+            actions = dist + tf.exp(self.model.log_std) * noise
+        else:
+            actions = tf.argmax(dist + noise, axis=-1, output_type=tf.int32)  # Gumbel-max sampling
+        log_prob, _ = self._dist_stats(dist, actions)
+        return actions, log_prob, value
+
+    def _value_step(self, obs: Any) -> tf.Tensor:
+        return self.model(obs)[1]
+
+    def _train_step(self, obs: Any, actions: tf.Tensor, old_log_prob: tf.Tensor, advantages: tf.Tensor,
+                    returns: tf.Tensor, old_values: tf.Tensor, mask: tf.Tensor, clip_range: tf.Tensor,
+                    learning_rate: tf.Tensor) -> dict[str, tf.Tensor]:
+        """One gradient step on one minibatch; every input is an argument (no closures)."""
+        cfg = self.config
+        n = tf.maximum(tf.reduce_sum(mask), 1.0)
+        mmean = lambda x: tf.reduce_sum(x * mask) / n  # noqa: E731  masked mean over real transitions
+        if cfg.normalize_advantage:
+            # Per-minibatch advantage normalisation (CleanRL detail 7, SB3 ppo.py); unbiased
+            # std like torch.std. Skipped for a single sample (SB3 GH #325).
+            mean = mmean(advantages)
+            std = tf.sqrt(tf.reduce_sum(tf.square(advantages - mean) * mask) / tf.maximum(n - 1.0, 1.0))
+            advantages = tf.where(n > 1.0, (advantages - mean) / (std + 1e-8), advantages)
+        with tf.GradientTape() as tape:
+            dist, values = self.model(obs)
+            log_prob, entropy = self._dist_stats(dist, actions)
+            log_ratio = log_prob - old_log_prob
+            ratio = tf.exp(log_ratio)
+            # Clipped surrogate objective (PPO paper eq. 7; CleanRL detail 8).
+            pg_loss = mmean(tf.maximum(-advantages * ratio,
+                                       -advantages * tf.clip_by_value(ratio, 1.0 - clip_range, 1.0 + clip_range)))
+            if cfg.clip_range_vf > 0:
+                # Value clipping around the old prediction (SB3 ppo.py `clip_range_vf`; CleanRL detail 9).
+                values = old_values + tf.clip_by_value(values - old_values, -cfg.clip_range_vf, cfg.clip_range_vf)
+            # SB3 convention: plain MSE (no 0.5 factor), weighted by vf_coef.
+            v_loss = mmean(tf.square(returns - values))
+            ent = mmean(entropy)
+            # Entropy bonus (CleanRL detail 10).
+            loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
+        variables = self.model.trainable_variables
+        grads = tape.gradient(loss, variables)
+        # Global gradient clipping (CleanRL detail 11).
+        grads, grad_norm = tf.clip_by_global_norm(grads, cfg.max_grad_norm)
+        self.optimizer.learning_rate.assign(learning_rate)
+        self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+        # approx KL, the low-variance estimator (ratio - 1) - log ratio (CleanRL detail 12, SB3 GH #417).
+        approx_kl = mmean((ratio - 1.0) - log_ratio)
+        clip_frac = mmean(tf.cast(tf.abs(ratio - 1.0) > clip_range, tf.float32))
+        return {"policy_loss": pg_loss, "value_loss": v_loss, "entropy": ent, "approx_kl": approx_kl,
+                "clip_fraction": clip_frac, "loss": loss, "grad_norm": grad_norm}
+
+    # ------------------------------------------------------------------ observations
+
+    def _split(self, obs: Any) -> dict[str, np.ndarray]:
+        return obs if isinstance(self.observation_space, gym.spaces.Dict) else {"obs": obs}
+
+    def normalize_obs(self, obs: Any) -> Any:
+        """Observation as the network sees it: float32, normalised with the frozen statistics."""
+        parts = self._split(obs)
+        if self.obs_rms is None:
+            out = {k: np.asarray(v, np.float32) for k, v in parts.items()}
+        else:
+            out = {k: self.obs_rms[k].normalize(v, clip=self.config.clip_obs) for k, v in parts.items()}
+        return out if isinstance(self.observation_space, gym.spaces.Dict) else out["obs"]
+
+    def _update_obs_rms(self, obs: Any, valid: np.ndarray) -> None:
+        if self.obs_rms is None:
+            return
+        for k, v in self._split(obs).items():
+            self.obs_rms[k].update(np.asarray(v)[valid])
+
+    def _is_batched(self, obs: Any) -> bool:
+        if isinstance(self.observation_space, gym.spaces.Dict):
+            key = next(iter(self.observation_space.spaces))
+            return np.ndim(obs[key]) == len(self.observation_space[key].shape) + 1
+        return np.ndim(obs) == len(self.observation_space.shape) + 1
+
+    def _noise(self, n: int, deterministic: bool) -> np.ndarray:
+        dim = self.action_space.shape[0] if self.continuous else int(self.action_space.n)
+        if deterministic:
+            return np.zeros((n, dim), np.float32)
+        if self.continuous:
+            return self.rng.standard_normal((n, dim), dtype=np.float32)
+        return self.rng.gumbel(size=(n, dim)).astype(np.float32)
+
+    def _env_action(self, actions: np.ndarray) -> np.ndarray:
+        if self.continuous:
+            # Clip only what the env receives; the buffer keeps the unclipped sample so its
+            # log-probability stays exact (SB3 on_policy_algorithm.py, CleanRL detail 4 of continuous).
+            return np.clip(actions, self.action_low, self.action_high)
+        return actions + int(self.action_space.start)
+
+    # ------------------------------------------------------------------ public inference
+
+    def predict(self, obs: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = True) -> tuple[np.ndarray, Any]:
+        """Actions for one observation or a batch (SB3 signature).
+
+        Observation statistics are used frozen: ``predict`` never updates them.
+
+        Args:
+            obs: a single observation or a batch (leading axis), raw (unnormalised).
+            state: recurrent state; unused (the policy is feed-forward), returned as is.
+            episode_start: unused, for SB3 compatibility.
+            deterministic: the mode (argmax / Gaussian mean) instead of a sample.
+
+        Returns:
+            ``(actions, state)``; actions are env-ready (clipped to the Box bounds).
+        """
+        batched = self._is_batched(obs)
+        if not batched:
+            obs = {k: np.asarray(v)[None] for k, v in obs.items()} if isinstance(obs, dict) else np.asarray(obs)[None]
+        x = self.normalize_obs(obs)
+        n = next(iter(x.values())).shape[0] if isinstance(x, dict) else x.shape[0]
+        with tf.device(self.device):
+            actions, _, _ = self._policy_fn(x, self._noise(n, deterministic))
+        actions = self._env_action(actions.numpy())
+        return (actions if batched else actions[0]), state
+
+    def predict_values(self, obs: Any) -> np.ndarray:
+        """Critic values ``V(obs)`` for a batch of raw observations."""
+        with tf.device(self.device):
+            return self._value_fn(self.normalize_obs(obs)).numpy()
+
+    # ------------------------------------------------------------------ training
+
+    def _check_envs(self, envs: gym.vector.VectorEnv) -> str:
+        if envs.single_action_space != self.action_space:
+            raise ValueError(f"env action space {envs.single_action_space} != agent's {self.action_space}")
+        if envs.single_observation_space != self.observation_space:
+            raise ValueError(f"env observation space {envs.single_observation_space} != agent's "
+                             f"{self.observation_space}")
+        mode = envs.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
+        mode = getattr(mode, "value", mode)
+        if mode not in ("NextStep", "SameStep"):
+            raise ValueError(f"vector env autoreset_mode {mode!r} is not supported (use NEXT_STEP or SAME_STEP)")
+        return mode
+
+    def _schedule(self, total_timesteps: int) -> tuple[float, float]:
+        # Linear annealing on the progress of the run (CleanRL detail 4; rl-zoo `lin_` schedules).
+        frac = max(0.0, 1.0 - self.num_timesteps / total_timesteps)
+        lr = self.config.learning_rate * (frac if self.config.anneal_lr else 1.0)
+        clip = self.config.clip_range * (frac if self.config.anneal_clip_range else 1.0)
+        return lr, clip
+
+    def learn(self, envs: gym.vector.VectorEnv, total_timesteps: int,
+              callback: Callable[[PPOAgent, dict[str, float]], bool | None] | None = None) -> None:
+        """Train until ``num_timesteps`` reaches ``total_timesteps``.
+
+        ``total_timesteps`` is the budget of the whole run, counting steps already done: a
+        loaded agent resumes where it stopped, and LR/clip annealing continue on the same
+        schedule. ``num_timesteps`` counts every vector step times ``n_envs``, including the
+        reset-only steps of ``NEXT_STEP`` autoreset (as CleanRL and SB3 count env steps).
+
+        Args:
+            envs: a ``gymnasium.vector`` env (sync or async) with the agent's spaces and
+                ``NEXT_STEP`` (default) or ``SAME_STEP`` autoreset.
+            total_timesteps: run budget in environment steps.
+            callback: ``callback(agent, stats)`` after every update; returning ``False`` stops.
+        """
+        cfg = self.config
+        mode = self._check_envs(envs)
+        n_envs = envs.num_envs
+        if cfg.n_steps * n_envs < cfg.batch_size:
+            raise ValueError(f"batch_size {cfg.batch_size} > rollout size n_steps*n_envs = {cfg.n_steps * n_envs}")
+        if (cfg.n_steps * n_envs) % cfg.batch_size:
+            logger.warning("rollout size %d is not a multiple of batch_size %d: the remainder is skipped each epoch",
+                           cfg.n_steps * n_envs, cfg.batch_size)
+        buf = RolloutBuffer(cfg.n_steps, n_envs, self.observation_space, self.action_space)
+        # Seeded reset: seed + num_updates so that a resumed run does not replay old episodes.
+        obs, _ = envs.reset(seed=self.seed + self.num_updates)
+        prev_done = np.zeros(n_envs, bool)
+        ep_ret, ep_len = np.zeros(n_envs), np.zeros(n_envs, np.int64)
+        disc_ret = np.zeros(n_envs)
+        self.timings = dict.fromkeys(self.timings, 0.0)
+        t_start, steps_start = time.perf_counter(), self.num_timesteps
+        keep_going = True
+        while keep_going and self.num_timesteps < total_timesteps:
+            buf.reset()
+            market: dict[str, list[float]] = {}
+            for _ in range(cfg.n_steps):
+                # NEXT_STEP autoreset: an env that ended at the previous step is only reset by
+                # this step (action ignored, reward 0): not a transition, masked out of the losses.
+                valid = ~prev_done if mode == "NextStep" else np.ones(n_envs, bool)
+                t0 = time.perf_counter()
+                self._update_obs_rms(obs, valid)
+                x = self.normalize_obs(obs)
+                with tf.device(self.device):
+                    a_t, logp_t, v_t = self._policy_fn(x, self._noise(n_envs, False))
+                actions, log_probs, values = a_t.numpy(), logp_t.numpy(), v_t.numpy()
+                t1 = time.perf_counter()
+                obs, rewards, terminated, truncated, infos = envs.step(self._env_action(actions))
+                t2 = time.perf_counter()
+                self.timings["policy_s"] += t1 - t0
+                self.timings["env_s"] += t2 - t1
+                self.num_timesteps += n_envs
+                buf.add(x, actions, log_probs, values, valid.astype(np.float32))
+                rewards = np.asarray(rewards, np.float64)
+                dones = np.logical_or(terminated, truncated) & valid
+                ep_ret += np.where(valid, rewards, 0.0)
+                ep_len += valid
+                for i in np.flatnonzero(dones):
+                    self._ep_returns.append(float(ep_ret[i]))
+                    self._ep_lengths.append(int(ep_len[i]))
+                ep_ret[dones], ep_len[dones] = 0.0, 0
+                self._collect_episode_metrics(infos, mode, market)
+                if self.ret_rms is not None:
+                    # Reward scaling by the std of the discounted return (SB3 VecNormalize).
+                    disc_ret = disc_ret * cfg.gamma + rewards
+                    self.ret_rms.update(disc_ret[valid])
+                    rewards = np.clip(rewards / np.sqrt(self.ret_rms.var + 1e-8), -cfg.clip_reward, cfg.clip_reward)
+                    disc_ret[dones] = 0.0
+                buf.add_outcome(np.where(valid, rewards, 0.0), (terminated & valid).astype(np.float32),
+                                dones.astype(np.float32))
+                # Truncation bootstrap. NEXT_STEP: the obs just returned *is* the final obs, and
+                # its value is computed at the next step (or as last_values), which
+                # compute_returns_and_advantage uses as next value. SAME_STEP: the final obs
+                # is in infos["final_obs"]; evaluate it now.
+                if mode == "SameStep" and truncated.any():
+                    self._bootstrap_same_step(buf, obs, infos, truncated)
+                prev_done = np.logical_or(terminated, truncated)
+            t0 = time.perf_counter()
+            with tf.device(self.device):
+                last_values = self._value_fn(self.normalize_obs(obs)).numpy()
+            buf.compute_returns_and_advantage(last_values, cfg.gamma, cfg.gae_lambda)
+            self.timings["policy_s"] += time.perf_counter() - t0
+            stats = self._update(buf, total_timesteps)
+            elapsed = time.perf_counter() - t_start
+            stats.update({
+                "rollout/ep_return_mean": float(np.mean(self._ep_returns)) if self._ep_returns else float("nan"),
+                "rollout/ep_len_mean": float(np.mean(self._ep_lengths)) if self._ep_lengths else float("nan"),
+                "time/steps_per_s": (self.num_timesteps - steps_start) / max(elapsed, 1e-9),
+                "time/total_timesteps": float(self.num_timesteps),
+                "time/env_s": self.timings["env_s"], "time/policy_s": self.timings["policy_s"],
+                "time/update_s": self.timings["update_s"],
+            })
+            stats.update({f"market/{k}": float(np.mean(v)) for k, v in market.items() if v})
+            if callback is not None and callback(self, stats) is False:
+                keep_going = False
+
+    def _bootstrap_same_step(self, buf: RolloutBuffer, obs: Any, infos: dict, truncated: np.ndarray) -> None:
+        mask = np.asarray(infos.get("_final_obs", truncated), bool) & truncated
+        final = infos["final_obs"]
+        if isinstance(self.observation_space, gym.spaces.Dict):
+            stacked = {k: np.stack([final[i][k] if mask[i] else obs[k][i] for i in range(len(mask))])
+                       for k in self.observation_space.spaces}
+        else:
+            stacked = np.stack([final[i] if mask[i] else obs[i] for i in range(len(mask))])
+        with tf.device(self.device):
+            v = self._value_fn(self.normalize_obs(stacked)).numpy()
+        buf.set_final_value(v, mask)
+
+    @staticmethod
+    def _collect_episode_metrics(infos: dict, mode: str, out: dict[str, list[float]]) -> None:
+        """Gather the env's ``info["episode"]`` metrics of finished episodes (market env)."""
+        src = infos
+        if mode == "SameStep" and "final_info" in infos:
+            src = infos["final_info"]
+        ep = src.get("episode") if isinstance(src, dict) else None
+        if not isinstance(ep, dict):
+            return
+        for k, v in ep.items():
+            if k.startswith("_") or k in ("r", "l", "t"):  # r/l/t: RecordEpisodeStatistics
+                continue
+            mask = ep.get(f"_{k}")
+            arr = np.asarray(v)
+            if mask is None or arr.dtype.kind not in "fiub":
+                continue
+            out.setdefault(k, []).extend(float(x) for x in arr[np.asarray(mask, bool)])
+
+    def _update(self, buf: RolloutBuffer, total_timesteps: int) -> dict[str, float]:
+        cfg = self.config
+        t0 = time.perf_counter()
+        lr, clip = self._schedule(total_timesteps)
+        lr_t, clip_t = tf.constant(lr, tf.float32), tf.constant(clip, tf.float32)
+        sums: dict[str, float] = {}
+        n_mb = 0
+        stop = False
+        for _epoch in range(cfg.n_epochs):
+            for mb in buf.get(cfg.batch_size, self.rng):
+                if mb.mask.sum() == 0:
+                    continue
+                with tf.device(self.device):
+                    out = self._train_fn(mb.obs, mb.actions, mb.old_log_prob, mb.advantages, mb.returns,
+                                         mb.old_values, mb.mask, clip_t, lr_t)
+                out = {k: float(v) for k, v in out.items()}
+                for k, v in out.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                n_mb += 1
+                # Target-KL early stop (SB3 ppo.py: threshold 1.5 * target_kl; CleanRL checks
+                # per epoch). Checked after each minibatch, stopping the remaining epochs.
+                if cfg.target_kl > 0 and out["approx_kl"] > 1.5 * cfg.target_kl:
+                    stop = True
+                    break
+            if stop:
+                break
+        self.num_updates += 1
+        self.timings["update_s"] += time.perf_counter() - t0
+        stats = {f"train/{k}": v / max(n_mb, 1) for k, v in sums.items()}
+        v, r = buf.values.ravel(), buf.returns.ravel()
+        var_r = np.var(r)
+        stats.update({
+            "train/learning_rate": lr, "train/clip_range": clip, "train/n_minibatches": float(n_mb),
+            "train/early_stop": float(stop),
+            "train/explained_variance": float(1 - np.var(r - v) / var_r) if var_r > 0 else float("nan"),
+        })
+        return stats
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, directory: str | Path, include_optimizer: bool = True) -> None:
+        """Write ``agent.json`` (config, spaces, counters, RNG and normaliser state),
+        ``model.weights.h5`` (Keras) and, optionally, ``optimizer.npz`` (Adam state). No pickle."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "config": dataclasses.asdict(self.config),
+            "observation_space": space_to_json(self.observation_space),
+            "action_space": space_to_json(self.action_space),
+            "seed": self.seed, "num_timesteps": self.num_timesteps, "num_updates": self.num_updates,
+            "rng_state": _rng_state_to_json(self.rng.bit_generator.state),
+            "obs_rms": {k: r.state_dict() for k, r in self.obs_rms.items()} if self.obs_rms else None,
+            "ret_rms": self.ret_rms.state_dict() if self.ret_rms else None,
+            "has_optimizer": include_optimizer,
+        }
+        tmp = d / ".model.weights.tmp.h5"
+        self.model.save_weights(tmp)  # Keras writes h5 itself; renamed atomically below
+        atomic_write_bytes(d / "model.weights.h5", tmp.read_bytes())
+        tmp.unlink()
+        if include_optimizer:
+            bio = io.BytesIO()
+            np.savez(bio, **{f"v{i:04d}": np.asarray(v) for i, v in enumerate(self.optimizer.variables)})
+            atomic_write_bytes(d / "optimizer.npz", bio.getvalue())
+        atomic_write_json(d / "agent.json", meta)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> PPOAgent:
+        """Rebuild an agent written by ``save``: weights, optimizer state (if saved),
+        normaliser statistics, counters and random-generator state."""
+        d = Path(directory)
+        meta_path = d / "agent.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{meta_path}: no saved PPO agent there")
+        meta = orjson.loads(meta_path.read_bytes())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{meta_path}: format_version {meta.get('format_version')} != {FORMAT_VERSION}")
+        known = {f.name for f in dataclasses.fields(PPOConfig)}
+        unknown = set(meta["config"]) - known
+        if unknown:
+            raise ValueError(f"{meta_path}: unknown PPOConfig fields {sorted(unknown)}")
+        agent = cls(space_from_json(meta["observation_space"]), space_from_json(meta["action_space"]),
+                    PPOConfig(**meta["config"]), seed=meta["seed"])
+        agent.model.load_weights(d / "model.weights.h5")
+        if meta["has_optimizer"]:
+            with np.load(d / "optimizer.npz", allow_pickle=False) as z:
+                arrays = [z[k] for k in sorted(z.files)]
+            if len(arrays) != len(agent.optimizer.variables):
+                raise ValueError(f"{d / 'optimizer.npz'}: {len(arrays)} arrays, optimizer has "
+                                 f"{len(agent.optimizer.variables)} variables")
+            for var, arr in zip(agent.optimizer.variables, arrays, strict=True):
+                var.assign(arr)
+        agent.num_timesteps, agent.num_updates = int(meta["num_timesteps"]), int(meta["num_updates"])
+        agent.rng.bit_generator.state = _rng_state_from_json(meta["rng_state"])
+        if meta["obs_rms"] is not None:
+            for k, st in meta["obs_rms"].items():
+                agent.obs_rms[k].load_state_dict(st)
+        if meta["ret_rms"] is not None:
+            agent.ret_rms.load_state_dict(meta["ret_rms"])
+        return agent
+
