@@ -43,7 +43,7 @@ import numpy as np
 import orjson
 import tensorflow as tf
 
-from ppo_network import NetworkConfig, build_actor_critic, dummy_batch
+from ppo_network import NetworkConfig, build_actor_critic
 from utils import RunningMeanStd, atomic_write_bytes, atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -470,8 +470,11 @@ class PPOAgent:
         return log_prob, entropy
 
     def _policy_step(self, obs: Any, noise: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """Sample actions for a batch: ``noise`` is Gumbel (discrete) or standard normal
-        (continuous) drawn by the agent's NumPy generator; zero noise gives the mode."""
+        """Sample actions, their log-probabilities and values for a batch.
+
+        ``noise`` is Gumbel (discrete) or standard normal (continuous), drawn by the agent's
+        NumPy generator; zero noise gives the mode.
+        """
         dist, value = self.model(obs)
         if self.continuous:
             actions = dist + tf.exp(self.model.log_std) * noise
@@ -784,8 +787,11 @@ class PPOAgent:
     # ------------------------------------------------------------------ persistence
 
     def save(self, directory: str | Path, include_optimizer: bool = True) -> None:
-        """Write ``agent.json`` (config, spaces, counters, RNG and normaliser state),
-        ``model.weights.h5`` (Keras) and, optionally, ``optimizer.npz`` (Adam state). No pickle."""
+        """Save the agent to ``directory`` (no pickle).
+
+        Writes ``agent.json`` (config, spaces, counters, RNG and normaliser state),
+        ``model.weights.h5`` (Keras) and, optionally, ``optimizer.npz`` (Adam state).
+        """
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         meta = {
@@ -811,8 +817,11 @@ class PPOAgent:
 
     @classmethod
     def load(cls, directory: str | Path) -> PPOAgent:
-        """Rebuild an agent written by ``save``: weights, optimizer state (if saved),
-        normaliser statistics, counters and random-generator state."""
+        """Rebuild an agent written by ``save``.
+
+        Restores weights, optimizer state (if saved), normaliser statistics, counters and
+        random-generator state.
+        """
         d = Path(directory)
         meta_path = d / "agent.json"
         if not meta_path.is_file():
