@@ -72,8 +72,16 @@ _SNAPSHOT, _DELTA, _TRADE = 1, 2, 3
 _KIND_BY_NAME = {"SnapshotMessage": _SNAPSHOT, "DeltaMessage": _DELTA, "TradeMessage": _TRADE}
 _kind_cache: dict[type, int] = {}
 
-_dict_set = dict.__setitem__
-_dict_pop = dict.pop
+
+
+def _side_ops(side: SortedDict) -> tuple:
+    """(side, dict setitem, dict pop, sorted-list add, sorted-list remove) bound to ``side``.
+
+    ``SortedDict.__setitem__``/``__delitem__`` are exactly "update the sorted key list if the
+    key is new/gone, then ``dict.__setitem__``/``dict.__delitem__``" (sortedcontainers 2.4); the
+    hot path calls those parts directly, skipping one Python-level call per level.
+    """
+    return (side, dict.__setitem__.__get__(side), dict.pop.__get__(side), side._list_add, side._list_remove)
 
 
 def _kind_of(cls: type) -> int:
@@ -114,7 +122,10 @@ class OrderBook:
         n_applied: number of book messages (snapshots and deltas) applied so far.
     """
 
-    __slots__ = ("asks", "bids", "n_applied", "symbol", "tick_size", "ts", "update_id", "_decimals")
+    __slots__ = (
+        "asks", "bids", "n_applied", "symbol", "tick_size", "ts", "update_id",
+        "_ask_ops", "_bid_ops", "_decimals",
+    )
 
     def __init__(self, symbol: str = "", tick_size: float = 1.0) -> None:
         if not tick_size > 0:
@@ -124,6 +135,10 @@ class OrderBook:
         self._decimals = _decimals(self.tick_size)
         self.bids: SortedDict = SortedDict()
         self.asks: SortedDict = SortedDict()
+        # Never rebind bids/asks: apply() works through these pre-bound methods of the two
+        # objects (check_invariants verifies they still belong to them).
+        self._bid_ops = _side_ops(self.bids)
+        self._ask_ops = _side_ops(self.asks)
         self.ts: int | None = None
         self.update_id: int | None = None
         self.n_applied = 0
@@ -150,26 +165,23 @@ class OrderBook:
         cls = type(msg)
         kind = _kind_cache.get(cls) or _kind_of(cls)
         if kind == _DELTA:
-            # Hot path; see the module docstring. Locals avoid attribute lookups per level.
-            book = self.bids
-            add = book._list_add
-            remove = book._list_remove
+            # Hot path; see the module docstring. Pre-bound C-level dict methods and the sorted
+            # key list's add/remove avoid attribute lookups and Python-level calls per level.
+            book, setitem, pop, add, remove = self._bid_ops
             for price, size in msg.bids:
                 if size:
                     if price not in book:
                         add(price)
-                    _dict_set(book, price, size)
-                elif _dict_pop(book, price, None) is not None:
+                    setitem(price, size)
+                elif pop(price, None) is not None:
                     remove(price)
-            book = self.asks
-            add = book._list_add
-            remove = book._list_remove
+            book, setitem, pop, add, remove = self._ask_ops
             for price, size in msg.asks:
                 if size:
                     if price not in book:
                         add(price)
-                    _dict_set(book, price, size)
-                elif _dict_pop(book, price, None) is not None:
+                    setitem(price, size)
+                elif pop(price, None) is not None:
                     remove(price)
         elif kind == _SNAPSHOT:
             # dict() first: a repeated price keeps its last size, as if applied in order.
@@ -327,7 +339,8 @@ class OrderBook:
         Args:
             allow_crossed: accept a crossed or locked book (best bid >= best ask).
         """
-        for name, side in (("bids", self.bids), ("asks", self.asks)):
+        for name, side, ops in (("bids", self.bids, self._bid_ops), ("asks", self.asks, self._ask_ops)):
+            assert ops[0] is side and ops[1].__self__ is side, f"{name} was rebound; mutate it in place"
             side._check()
             keys = list(side.keys())
             assert all(type(k) is int for k in keys), f"{name}: non-integer price key in {keys[:5]}"
