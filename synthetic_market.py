@@ -90,18 +90,18 @@ class SyntheticMarketConfig:
     """Levels per side in the published book (the 200 of ``orderbook.200``)."""
     max_distance_ticks: int = 400
     """Simulated book reaches this many ticks behind the fair touch; further levels are dropped."""
-    sigma_ticks_per_sqrt_s: float = 0.25
+    sigma_ticks_per_sqrt_s: float = 0.1
     """Volatility of the efficient price in the calm regime, ticks per sqrt(second) at the
     initial price (the GBM log-volatility is this divided by the initial price in ticks)."""
-    volatile_sigma_multiplier: float = 5.0
+    volatile_sigma_multiplier: float = 6.0
     """Volatility in the volatile regime is this multiple of the calm one."""
     calm_to_volatile_per_hour: float = 3.0
     """Rate of switching from the calm to the volatile regime, per hour."""
     volatile_to_calm_per_hour: float = 20.0
     """Rate of switching back to the calm regime, per hour (mean volatile spell 3 min)."""
-    jump_rate_per_hour: float = 60.0
+    jump_rate_per_hour: float = 40.0
     """Rate of efficient-price jumps, per hour."""
-    jump_mean_ticks: float = 5.0
+    jump_mean_ticks: float = 6.0
     """Mean absolute jump size in ticks (exponential, random sign)."""
     limit_rate_per_s: float = 30.0
     """Limit-order arrivals per second per side."""
@@ -109,8 +109,16 @@ class SyntheticMarketConfig:
     """Fraction of limit orders that join the fair touch (distance 0)."""
     distance_scale_ticks: float = 250.0
     """Decay length of the distance law ``P(d) ~ exp(-d / scale)``, ``1 <= d <= max_distance``."""
-    limit_size_median_lots: float = 60.0
-    """Median limit-order size in lots (log-normal)."""
+    touch_size_median_lots: float = 60.0
+    """Median size in lots of limit orders joining the touch (log-normal)."""
+    limit_size_median_lots: float = 180.0
+    """Median size in lots of limit orders far behind the touch (log-normal)."""
+    near_touch_size_factor: float = 0.05
+    """Just behind the touch the median size is this fraction of the far median; it recovers
+    as ``median(d) = far * (1 - (1 - factor) * exp(-d / size_recovery_ticks))``, giving the
+    thin-then-thick depth profile of real books."""
+    size_recovery_ticks: float = 30.0
+    """Distance scale of that recovery, ticks."""
     limit_size_log_sigma: float = 2.0
     """Log-normal sigma of limit-order sizes."""
     cancel_rate_per_s: float = 30.0
@@ -147,6 +155,7 @@ class SyntheticMarketConfig:
                 raise ValueError(f"SyntheticMarketConfig.{name} must be a positive decimal string, got {value!r}")
         positive = ("initial_price", "interval_ms", "depth_levels", "max_distance_ticks",
                     "limit_rate_per_s", "limit_size_median_lots", "market_size_median_lots",
+                    "touch_size_median_lots", "near_touch_size_factor", "size_recovery_ticks",
                     "distance_scale_ticks")
         for name in positive:
             if not getattr(self, name) > 0:
@@ -210,10 +219,10 @@ class _Chunk:
     fb: np.ndarray            # fair bid tick after each step
     sweep: np.ndarray         # (C, 2) sweep sizes, lots (0 = buy-side sweep unused)
     lim_off: np.ndarray       # (C*2+1,) offsets into the limit arrays, row-major (step, side)
-    lim_d: np.ndarray
+    lim_d: np.ndarray         # offsets from the fair bid index (-d bids, 1 + d asks)
     lim_size: np.ndarray
     can_off: np.ndarray
-    can_d: np.ndarray
+    can_d: np.ndarray         # offsets from the fair bid index
     can_u: np.ndarray         # fraction to remove: uniform [0, 2f], or 1.0 (whole level)
     can_h: np.ndarray         # stochastic-rounding uniform
     mkt_off: np.ndarray       # (C+1,) offsets of market orders per step
@@ -268,6 +277,20 @@ class _Simulator:
         d[u < touch] = 0
         return d
 
+    def _limit_sizes(self, d: np.ndarray) -> np.ndarray:
+        c = self.c
+        median = c.limit_size_median_lots * (
+            1.0 - (1.0 - c.near_touch_size_factor) * np.exp(-d / c.size_recovery_ticks))
+        median[d == 0] = c.touch_size_median_lots
+        x = np.exp(np.log(median) + c.limit_size_log_sigma * self.rng.standard_normal(len(d)))
+        return np.maximum(1, np.rint(x)).astype(np.int64)
+
+    @staticmethod
+    def _signed(d: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Distances -> offsets from the fair bid: ``-d`` for bids (even rows), ``1 + d`` for asks."""
+        is_ask = np.repeat(np.arange(len(counts)) % 2 == 1, counts)
+        return np.where(is_ask, 1 + d, -d)
+
     def _lognormal_lots(self, n: int, median: float, sigma: float) -> np.ndarray:
         x = self.rng.lognormal(math.log(median), sigma, n) if sigma > 0 else np.full(n, median)
         return np.maximum(1, np.rint(x)).astype(np.int64)
@@ -298,13 +321,15 @@ class _Simulator:
         n_lim = rng.poisson(c.limit_rate_per_s * dt, 2 * C)
         lim_off = np.concatenate(([0], np.cumsum(n_lim)))
         lim_d = self._distances(int(lim_off[-1]), c.touch_fraction)
-        lim_size = self._lognormal_lots(int(lim_off[-1]), c.limit_size_median_lots, c.limit_size_log_sigma)
+        lim_size = self._limit_sizes(lim_d)
+        lim_d = self._signed(lim_d, n_lim)
         n_can = rng.poisson(c.cancel_rate_per_s * dt, 2 * C)
         can_off = np.concatenate(([0], np.cumsum(n_can)))
         nc = int(can_off[-1])
         can_d = self._distances(nc, c.cancel_touch_fraction)
         can_u = rng.random(nc) * (2.0 * c.cancel_fraction)
         can_u[(rng.random(nc) < c.cancel_level_prob) & (can_d > 0)] = 1.0
+        can_d = self._signed(can_d, n_can)
         can_h = rng.random(nc)
         n_mkt = rng.poisson(2.0 * c.market_rate_per_s * dt, C)
         mkt_off = np.concatenate(([0], np.cumsum(n_mkt)))
@@ -316,7 +341,7 @@ class _Simulator:
         mkt_t = mkt_t[np.lexsort((mkt_t, step_of))]  # sorted within each step
         cts_lag = rng.integers(1, 10, C)
         requote = rng.random((C, 2))
-        requote_size = self._lognormal_lots(2 * C, c.limit_size_median_lots, c.limit_size_log_sigma).reshape(C, 2)
+        requote_size = self._lognormal_lots(2 * C, c.touch_size_median_lots, c.limit_size_log_sigma).reshape(C, 2)
         return _Chunk(fb, sweep, lim_off, lim_d, lim_size, can_off, can_d, can_u, can_h,
                       mkt_off, mkt_side, mkt_size, mkt_t, cts_lag, requote, requote_size)
 
@@ -418,15 +443,10 @@ class _Simulator:
         q, i = self.q, self.fb - self.base
         lo, hi = ch.lim_off[2 * k], ch.lim_off[2 * k + 2]
         if hi > lo:
-            mid = ch.lim_off[2 * k + 1]
-            d = ch.lim_d[lo:hi]
-            idx = np.where(np.arange(lo, hi) < mid, i - d, i + 1 + d)
-            np.add.at(q, idx, ch.lim_size[lo:hi])
+            np.add.at(q, ch.lim_d[lo:hi] + i, ch.lim_size[lo:hi])
         lo, hi = ch.can_off[2 * k], ch.can_off[2 * k + 2]
         if hi > lo:
-            mid = ch.can_off[2 * k + 1]
-            d = ch.can_d[lo:hi]
-            idx = np.where(np.arange(lo, hi) < mid, i - d, i + 1 + d)
+            idx = ch.can_d[lo:hi] + i
             cur = q[idx]
             amt = np.minimum(cur, np.floor(cur * ch.can_u[lo:hi] + ch.can_h[lo:hi]).astype(np.int64))
             np.subtract.at(q, idx, amt)
@@ -611,14 +631,134 @@ def default_dataset(data_dir: str | os.PathLike = "data", hours: float = 2.0, se
     return path
 
 
+_DEPTH_BUCKETS = ((1, 1), (2, 2), (3, 5), (6, 20), (21, 50), (51, 200))
+"""Level ranks (1 = touch) averaged together in the depth profile."""
+
+
+def market_statistics(path: str | os.PathLike, symbol: str | None = None) -> dict[str, float]:
+    """Book and trade statistics of a feed, read with ``data_processor`` + ``order_book``.
+
+    Args:
+        path: a feed file the data layer reads (synthetic or real).
+        symbol: symbol to keep (required when the file holds several).
+
+    Returns:
+        A flat dict: ``duration_s``, ``book_msgs_per_s``, ``levels_changed_per_delta``,
+        ``spread_mean_ticks``, ``spread_1tick_frac``, ``mid_changes_per_min``,
+        ``depth_Lx-y`` (mean size per level, contract units, for each rank bucket),
+        ``ticks_spanned_by_top200``, ``trades_per_s``, ``trade_size_mean``,
+        ``trade_size_median``, ``trade_msgs_per_s``-like counts.
+    """
+    import data_processor  # the data layer; imported here so generation needs only numpy/orjson
+    from order_book import OrderBook
+
+    book: OrderBook | None = None
+    n_book = n_delta = changed = 0
+    spreads: list[int] = []
+    depth_sum = np.zeros((2, 200))
+    span: list[int] = []
+    mids: list[float] = []
+    trade_sizes: list[float] = []
+    trade_ts: set[int] = set()
+    t_first = t_last = None
+    for msg in data_processor.load_messages(path, symbol=symbol):
+        kind = type(msg).__name__
+        if kind == "TradeMessage":
+            trade_sizes.append(msg.size)
+            trade_ts.add(msg.ts)
+            continue
+        if book is None:
+            book = OrderBook(msg.symbol, msg.tick_size)
+        book.apply(msg)
+        t_first = msg.ts if t_first is None else t_first
+        t_last = msg.ts
+        n_book += 1
+        if kind == "DeltaMessage":
+            n_delta += 1
+            changed += len(msg.bids) + len(msg.asks)
+        bb, ba = book.best_bid(), book.best_ask()
+        if bb is None or ba is None:
+            continue
+        spreads.append(ba[0] - bb[0])
+        mids.append(book.mid())
+        bids, asks = book.depth(200)
+        depth_sum[0] += bids[:, 1]
+        depth_sum[1] += asks[:, 1]
+        nb, na = int(np.count_nonzero(bids[:, 1])), int(np.count_nonzero(asks[:, 1]))
+        if nb and na:
+            span.append(int(bids[0, 0] - bids[nb - 1, 0]) + int(asks[na - 1, 0] - asks[0, 0]))
+    if book is None or not spreads:
+        raise ValueError(f"{path}: no two-sided book messages" + (f" for symbol {symbol}" if symbol else ""))
+    duration = max((t_last - t_first) / 1000.0, 1e-3)
+    sp = np.asarray(spreads)
+    depth = depth_sum.mean(axis=0) / len(spreads)
+    out = {
+        "duration_s": duration,
+        "book_msgs_per_s": n_book / duration,
+        "levels_changed_per_delta": changed / max(n_delta, 1),
+        "spread_mean_ticks": float(sp.mean()),
+        "spread_1tick_frac": float(np.mean(sp == 1)),
+        "mid_changes_per_min": float(np.count_nonzero(np.diff(mids))) / duration * 60.0,
+    }
+    for lo, hi in _DEPTH_BUCKETS:
+        out[f"depth_L{lo}" + (f"-{hi}" if hi != lo else "")] = float(depth[lo - 1 : hi].mean())
+    out["ticks_spanned_by_top200_per_side"] = float(np.mean(span)) / 2 if span else float("nan")
+    ts_arr = np.asarray(trade_sizes) if trade_sizes else np.zeros(0)
+    out["trades_per_s"] = len(trade_sizes) / duration
+    out["aggressor_events_per_s"] = len(trade_ts) / duration
+    out["trade_size_mean"] = float(ts_arr.mean()) if len(ts_arr) else float("nan")
+    out["trade_size_median"] = float(np.median(ts_arr)) if len(ts_arr) else float("nan")
+    return out
+
+
+def format_comparison(columns: dict[str, dict[str, float]]) -> str:
+    """A plain-text table of ``market_statistics`` results side by side.
+
+    >>> print(format_comparison({"a": {"x": 1.0}, "b": {"x": 2.5}}))
+    statistic      a      b
+    x          1.000  2.500
+    """
+    names = list(columns)
+    keys = list(next(iter(columns.values())))
+    w0 = max(len("statistic"), *(len(k) for k in keys))
+    cells = {n: [f"{columns[n].get(k, float('nan')):.3f}" for k in keys] for n in names}
+    widths = {n: max(len(n), *(len(c) for c in cells[n])) for n in names}
+    lines = ["statistic".ljust(w0) + "".join("  " + n.rjust(widths[n]) for n in names)]
+    for i, k in enumerate(keys):
+        lines.append(k.ljust(w0) + "".join("  " + cells[n][i].rjust(widths[n]) for n in names))
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point (see the module docstring)."""
-    parser = argparse.ArgumentParser(description="Synthetic Bybit v5 order-book market")
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if argv[:1] == ["compare"]:
+        parser = argparse.ArgumentParser(prog="synthetic_market.py compare",
+                                         description="Print book/trade statistics of synthetic and real feeds side by side")
+        parser.add_argument("--real", type=Path, nargs="+", required=True, help="real feed file(s)")
+        parser.add_argument("--symbol", default="ETHUSDT", help="symbol to read from the real file(s)")
+        parser.add_argument("--synthetic", type=Path, default=None,
+                            help="synthetic file (default: generate --hours with --seed into data/)")
+        parser.add_argument("--hours", type=float, default=0.5)
+        parser.add_argument("--seed", type=int, default=7)
+        args = parser.parse_args(argv[1:])
+        synth = args.synthetic or default_dataset("data", hours=args.hours, seed=args.seed)
+        cols = {f"synthetic ({synth.name})": market_statistics(synth)}
+        for real in args.real:
+            cols[f"real {args.symbol} ({real.name})"] = market_statistics(real, symbol=args.symbol)
+        print(format_comparison(cols))
+        return 0
+    parser = argparse.ArgumentParser(description="Synthetic Bybit v5 order-book market "
+                                     "(subcommand 'compare' prints statistics vs real feeds)")
     parser.add_argument("--hours", type=float, default=1.0, help="hours of feed (fractions allowed)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=None, help="output .jsonl (default data/synth_<SYMBOL>.jsonl)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if not (math.isfinite(args.hours) and args.hours > 0):
+        parser.error(f"--hours must be a positive number, got {args.hours}")
     out = args.out or Path("data") / f"synth_{SyntheticMarketConfig().symbol}.jsonl"
     generate_file(out, args.hours, args.seed)
     return 0
