@@ -449,8 +449,9 @@ class _LightBook:
         self.ba: int | None = None
 
     def reset(self, bids: list[tuple[int, float]], asks: list[tuple[int, float]]) -> None:
-        self.bids = {p: s for p, s in bids if s > 0.0}
-        self.asks = {p: s for p, s in asks if s > 0.0}
+        # dict() first: a repeated price keeps its last size, as OrderBook does
+        self.bids = {p: s for p, s in dict(bids).items() if s > 0.0}
+        self.asks = {p: s for p, s in dict(asks).items() if s > 0.0}
         self.bb = max(self.bids) if self.bids else None
         self.ba = min(self.asks) if self.asks else None
 
@@ -710,7 +711,9 @@ class _Reader:
             handler = {"bybit": self._line_bybit, "binance": self._line_binance,
                        "cryptofeed": self._line_cryptofeed}[fmt]
             flt = self._filter
-            keep = b'"connect"' if fmt == "cryptofeed" else None  # connection names are needed
+            # Lines the symbol pre-filter must let through: cryptofeed connection names, the
+            # Binance REST snapshot (it names no symbol).
+            keep = {"cryptofeed": b'"connect"', "binance": b'"lastUpdateId"'}.get(fmt)
             with _open_binary(path) as fh:
                 if self.start and fi == start_file:
                     _, offset, line_no = self.start
@@ -1056,9 +1059,9 @@ class _Reader:
         st = self.states.get(symbol)
         if st is None:
             pend = self.pending.setdefault(symbol, [])
-            pend.append((self.line_no, local_ts, d))
+            pend.append((self.path, self.line_no, local_ts, d))
             if len(pend) > _MAX_BUFFERED_DIFFS:
-                raise DataFormatError(self.path, pend[0][0],
+                raise DataFormatError(pend[0][0], pend[0][1],
                                       f"{_MAX_BUFFERED_DIFFS} depth diffs of {symbol} without a REST snapshot")
             return []
         if not st.synced and not st.need_first:  # desynced after a problem: wait for a snapshot
@@ -1118,15 +1121,15 @@ class _Reader:
         st.lid = lid
         st.need_first = True
         out: list = [msg]
-        line_no = self.line_no
-        for ln, lts, d in pending:
-            self.line_no = ln
+        path, line_no = self.path, self.line_no
+        for pth, ln, lts, d in pending:
+            self.path, self.line_no = pth, ln
             try:
                 out.extend(self._binance_apply(st, symbol, d, lts))
             except _Problem as p:
                 self._problem(p.kind, p.reason, p.symbol)
                 break
-        self.line_no = line_no
+        self.path, self.line_no = path, line_no
         return out
 
     def _binance_bbo(self, d: dict, local_ts: int) -> list:
@@ -1156,7 +1159,8 @@ class _Reader:
         for symbol, pend in list(self.pending.items()):
             if pend:
                 del self.pending[symbol]
-                self._problem("no snapshot", f"{len(pend)} depth diffs of {symbol} but no REST snapshot to start from", None, line=pend[0][0])
+                self.path = pend[0][0]
+                self._problem("no snapshot", f"{len(pend)} depth diffs of {symbol} but no REST snapshot to start from", None, line=pend[0][1])
 
 
 class _Several(Exception):
