@@ -1,0 +1,611 @@
+"""Train the PPO market maker: wire config, data, env, agent, logging, checkpoints and evaluation.
+
+One job: the training CLI. ``python train.py`` with no arguments generates the synthetic
+market once into ``data/``, trains on its first 70 % of time, evaluates on the last 30 %
+during training (selecting ``best_model``) and at the end against the baselines, and writes
+everything into ``results/<run_name>_<timestamp>/`` (files and columns in docs/workflow.md).
+
+Public names:
+
+- ``TrainSettings``: the loop settings (budget, intervals, evaluation sizes).
+- ``TrainingMonitor``: the ``PPOAgent.learn`` callback (CSV/TensorBoard logging, progress
+  bar, periodic evaluation, checkpoints, NaN guard, Ctrl-C handling).
+- ``TensorBoardWriter``: scalar event files through ``tf.summary.write`` (works without the
+  ``tensorboard`` package, which is only needed to view them).
+- ``build_parser`` / ``main``: the CLI (``python train.py --help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import math
+import os
+import platform
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+import pandas as pd
+
+import evaluate
+import utils
+
+logger = logging.getLogger(__name__)
+
+LOG_COLUMNS: tuple[str, ...] = (
+    "update", "timesteps", "wall_s", "reward", "ep_len", "episodes", "pnl", "fill_ratio",
+    "adverse_selection_ratio", "maker_volume_ratio", "inventory_abs_mean", "inventory_max_abs",
+    "markout_bps_1s", "fees", "policy_loss", "value_loss", "entropy", "approx_kl",
+    "clip_fraction", "explained_variance", "grad_norm", "learning_rate", "steps_per_s",
+    "eval_pnl_mean", "eval_pnl_std",
+)
+"""Columns of ``training_log.csv`` (one row per PPO update; documented in docs/workflow.md)."""
+
+_STAT_OF_COLUMN = {
+    "reward": "rollout/ep_return_mean", "ep_len": "rollout/ep_len_mean",
+    "pnl": "market/pnl", "fill_ratio": "market/fill_ratio",
+    "adverse_selection_ratio": "market/adverse_selection_ratio",
+    "maker_volume_ratio": "market/maker_volume_ratio",
+    "inventory_abs_mean": "market/inventory_abs_mean", "inventory_max_abs": "market/inventory_max_abs",
+    "markout_bps_1s": "market/markout_bps_1s", "fees": "market/fees",
+    "policy_loss": "train/policy_loss", "value_loss": "train/value_loss", "entropy": "train/entropy",
+    "approx_kl": "train/approx_kl", "clip_fraction": "train/clip_fraction",
+    "explained_variance": "train/explained_variance", "grad_norm": "train/grad_norm",
+    "learning_rate": "train/learning_rate", "steps_per_s": "time/steps_per_s",
+}
+
+_NAN_KEYS = ("train/policy_loss", "train/value_loss", "train/entropy", "train/approx_kl", "train/loss")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Settings of the training loop (the env and PPO have their own configs)."""
+
+    num_episodes: int = 40
+    """Training budget in episodes (of ``episode_length_s`` each, all envs together); used when
+    ``total_timesteps`` is 0."""
+    total_timesteps: int = 0
+    """Training budget in environment steps (all envs together); 0 = ``num_episodes`` x steps
+    per episode. With ``--resume`` it is the budget of the whole run, steps already done included."""
+    n_envs: int = 2
+    """Parallel environments of the rollout (episodes start at different times)."""
+    vector_env: Literal["sync", "async"] = "sync"
+    """``sync``: envs stepped in this process; ``async``: one subprocess per env."""
+    checkpoint_interval: int = 5
+    """Save a checkpoint every this many PPO updates (and on Ctrl-C)."""
+    keep_checkpoints: int = 3
+    """Number of most recent checkpoints kept."""
+    eval_interval: int = 5
+    """Evaluate on the held-out range every this many updates (selects ``best_model``); 0 = never."""
+    eval_episodes: int = 3
+    """Episodes of each periodic held-out evaluation (same start times every time)."""
+    final_eval: bool = True
+    """At the end, evaluate the final agent against the baselines on the held-out data."""
+    final_eval_episodes: int = 10
+    """Episodes per policy of the final evaluation."""
+    plot_interval: int = 5
+    """Redraw ``training_curves.png`` every this many updates."""
+
+    def __post_init__(self) -> None:
+        for name in ("num_episodes", "n_envs", "checkpoint_interval", "keep_checkpoints",
+                     "eval_episodes", "final_eval_episodes", "plot_interval"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("total_timesteps", "eval_interval"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+class TensorBoardWriter:
+    """Scalars to a TensorBoard event file.
+
+    ``tf.summary.scalar`` needs the ``tensorboard`` package; ``tf.summary.write`` with the
+    scalars-plugin metadata is what it does underneath and is part of TensorFlow itself.
+    """
+
+    def __init__(self, logdir: Path) -> None:
+        import tensorflow as tf
+        from tensorflow.core.framework import summary_pb2
+
+        self._tf = tf
+        self._writer = tf.summary.create_file_writer(str(logdir))
+        self._meta = summary_pb2.SummaryMetadata(
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+        )
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        """Write every finite value under its (namespaced) key at ``step``."""
+        tf = self._tf
+        with self._writer.as_default():
+            for k, v in values.items():
+                if v is not None and np.isfinite(v):
+                    tf.summary.write(k, tf.constant(float(v), tf.float32), step=int(step),
+                                     metadata=self._meta)
+        self._writer.flush()
+
+    def close(self) -> None:
+        """Flush and close the event file."""
+        self._writer.close()
+
+
+class TrainingMonitor:
+    """``PPOAgent.learn`` callback: log, plot, evaluate, checkpoint, guard against NaN and Ctrl-C.
+
+    Args:
+        run_dir: the run folder.
+        settings: loop settings.
+        model_meta: written as ``env_config.json`` into every saved model/checkpoint.
+        eval_fn: ``eval_fn(agent) -> (mean_pnl, std_pnl)`` on the held-out range, or ``None``.
+        total_timesteps: the run budget (for the progress bar).
+        log_rows: rows of an earlier part of the run (resume).
+        best_eval: best held-out mean PnL so far (resume).
+        progress: show the tqdm bar.
+    """
+
+    def __init__(self, run_dir: Path, settings: TrainSettings, model_meta: dict[str, Any],
+                 eval_fn: Any, total_timesteps: int, start_timesteps: int = 0,
+                 log_rows: list[dict[str, Any]] | None = None, best_eval: float = -math.inf,
+                 progress: bool = True, wall_offset: float = 0.0) -> None:
+        from tqdm import tqdm
+
+        self.run_dir, self.settings, self.model_meta, self.eval_fn = run_dir, settings, model_meta, eval_fn
+        self.rows: list[dict[str, Any]] = list(log_rows or [])
+        self.best_eval = best_eval
+        self.stop_requested = False
+        self.stopped_by_nan: str | None = None
+        self.last_checkpoint: Path | None = _latest_checkpoint(run_dir)
+        self.tb = TensorBoardWriter(run_dir / "tensorboard")
+        self.t0 = time.perf_counter() - wall_offset
+        self.bar = tqdm(total=total_timesteps, initial=start_timesteps, unit="step", desc="train",
+                        disable=not progress, dynamic_ncols=True, file=sys.stderr)
+
+    # -- the callback -------------------------------------------------------------------
+
+    def __call__(self, agent: Any, stats: dict[str, float]) -> bool:
+        """Called by ``learn`` after every update; returning ``False`` stops training."""
+        bad = [k for k in _NAN_KEYS if k in stats and not np.isfinite(stats[k])]
+        if bad:
+            where = self.last_checkpoint or "none saved yet"
+            self.stopped_by_nan = (
+                f"non-finite {', '.join(bad)} at update {agent.num_updates} (step {agent.num_timesteps}); "
+                f"training stopped without saving these weights. Last good checkpoint: {where}. "
+                "Try a lower --learning_rate or --max_grad_norm."
+            )
+            return False
+        s = self.settings
+        row = {c: float(stats.get(k, math.nan)) for c, k in _STAT_OF_COLUMN.items()}
+        row.update(update=agent.num_updates, timesteps=agent.num_timesteps,
+                   wall_s=time.perf_counter() - self.t0, episodes=float(stats.get("market/n_episodes", math.nan)),
+                   eval_pnl_mean=math.nan, eval_pnl_std=math.nan)
+        tb_values = dict(stats)
+        if self.eval_fn is not None and s.eval_interval and agent.num_updates % s.eval_interval == 0:
+            self._evaluate(agent, row, tb_values)
+        self.rows.append(row)
+        self._write_log()
+        self.tb.scalars(tb_values, agent.num_timesteps)
+        self.bar.update(max(0, agent.num_timesteps - self.bar.n))
+        self.bar.set_postfix(reward=_f(row["reward"]), pnl=_f(row["pnl"]), fill=_f(row["fill_ratio"]),
+                             adv=_f(row["adverse_selection_ratio"]), inv=_f(row["inventory_abs_mean"]),
+                             eval=_f(self.best_eval), refresh=False)
+        if agent.num_updates % s.checkpoint_interval == 0 or self.stop_requested:
+            self.save_checkpoint(agent)
+        if agent.num_updates % s.plot_interval == 0:
+            self.plot()
+        return not self.stop_requested
+
+    def _evaluate(self, agent: Any, row: dict[str, Any], tb_values: dict[str, float]) -> None:
+        mean, std = self.eval_fn(agent)
+        row["eval_pnl_mean"], row["eval_pnl_std"] = mean, std
+        tb_values["eval/pnl_mean"], tb_values["eval/pnl_std"] = mean, std
+        if mean > self.best_eval:
+            self.best_eval = mean
+            save_model(agent, self.run_dir / "models" / "best_model", self.model_meta)
+            logger.info("new best held-out PnL %.4f at step %d: saved models/best_model", mean,
+                        agent.num_timesteps)
+
+    # -- outputs ------------------------------------------------------------------------
+
+    def _write_log(self) -> None:
+        df = pd.DataFrame(self.rows, columns=list(LOG_COLUMNS))
+        utils.atomic_write_text(self.run_dir / "training_log.csv", df.to_csv(index=False))
+
+    def plot(self) -> None:
+        """Redraw ``training_curves.png`` from the log."""
+        df = pd.DataFrame(self.rows, columns=list(LOG_COLUMNS))
+        ev = df[np.isfinite(df["eval_pnl_mean"].astype(float))][["timesteps", "eval_pnl_mean"]]
+        utils.plot_training_curves(df, self.run_dir / "training_curves.png", ev)
+
+    def save_checkpoint(self, agent: Any) -> Path:
+        """Save ``checkpoints/update_<n>`` (weights, optimiser, normaliser, counters) and ``latest.json``."""
+        ckpt_root = self.run_dir / "checkpoints"
+        path = ckpt_root / f"update_{agent.num_updates:06d}"
+        save_model(agent, path, self.model_meta)
+        utils.atomic_write_json(ckpt_root / "latest.json", {
+            "checkpoint": path.name, "num_timesteps": agent.num_timesteps,
+            "num_updates": agent.num_updates, "best_eval_pnl": self.best_eval,
+            "wall_s": time.perf_counter() - self.t0,
+        })
+        self.last_checkpoint = path
+        old = sorted(p for p in ckpt_root.glob("update_*") if p.is_dir())
+        for p in old[: max(0, len(old) - self.settings.keep_checkpoints)]:
+            shutil.rmtree(p, ignore_errors=True)
+        return path
+
+    def close(self) -> None:
+        """Close the progress bar and the TensorBoard writer."""
+        self.bar.close()
+        self.tb.close()
+
+
+def _f(v: float) -> str:
+    return "-" if v is None or not np.isfinite(v) else f"{v:.3g}"
+
+
+def save_model(agent: Any, path: Path, model_meta: dict[str, Any]) -> None:
+    """``agent.save`` into a temp folder renamed over ``path`` (never a half-written model)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    agent.save(tmp)
+    utils.atomic_write_json(tmp / evaluate.ENV_CONFIG_FILE, model_meta)
+    if path.exists():
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, path)
+
+
+def _latest_checkpoint(run_dir: Path) -> Path | None:
+    latest = run_dir / "checkpoints" / "latest.json"
+    if not latest.is_file():
+        return None
+    p = run_dir / "checkpoints" / orjson.loads(latest.read_bytes())["checkpoint"]
+    return p if p.is_dir() else None
+
+
+# --------------------------------------------------------------------------- setup helpers
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and the packages a result depends on."""
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in ("numpy", "pandas", "tensorflow", "keras", "gymnasium", "matplotlib", "orjson",
+                 "sortedcontainers", "scipy"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def device_info(agent: Any) -> dict[str, Any]:
+    """The compute device the agent runs on and what TensorFlow sees."""
+    import tensorflow as tf
+
+    return {"agent_device": getattr(agent, "device", "?"),
+            "gpus": [g.name for g in tf.config.list_physical_devices("GPU")],
+            "cpu_count": os.cpu_count()}
+
+
+def git_commit() -> str | None:
+    """The commit of the code (``None`` outside a git checkout)."""
+    head = Path(__file__).resolve().parent / ".git" / "HEAD"
+    try:
+        ref = head.read_text().strip()
+        if ref.startswith("ref: "):
+            return (head.parent / ref[5:]).read_text().strip()
+        return ref
+    except OSError:
+        return None
+
+
+def steps_per_episode(env_config: Any) -> int:
+    """Decision steps in one episode: ``ceil(episode_length_s * 1000 / decision_interval_ms)``.
+
+    >>> from types import SimpleNamespace as NS
+    >>> steps_per_episode(NS(episode_length_s=300.0, decision_interval_ms=1000))
+    300
+    """
+    return int(math.ceil(env_config.episode_length_s * 1000.0 / env_config.decision_interval_ms))
+
+
+def make_vector_env(env_config: Any, n_envs: int, kind: str) -> Any:
+    """``n_envs`` copies of the market env in a gymnasium vector env."""
+    import gymnasium as gym
+
+    fns = [lambda: evaluate.make_env(env_config) for _ in range(n_envs)]
+    if kind == "async":
+        return gym.vector.AsyncVectorEnv(fns, context="fork" if sys.platform != "win32" else None)
+    return gym.vector.SyncVectorEnv(fns)
+
+
+def data_entry(paths: Sequence[Path], time_range: Sequence[float]) -> dict[str, Any]:
+    """The ``params.json`` record of a data split: files with sizes and SHA-256, time range."""
+    return {"files": [{"path": str(p), "bytes": p.stat().st_size, "sha256": utils.sha256_file(p)}
+                      for p in paths],
+            "time_range": list(time_range)}
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, dict[str, str]]]:
+    """The parser and the ``{config name: {dest: field}}`` maps of the generated flags."""
+    from event_driven_env import EnvConfig
+    from ppo_agent import PPOConfig
+
+    p = utils.OneLineErrorParser(
+        prog="train.py",
+        description="Train the PPO market maker. With no arguments: synthetic market, train, "
+                    "evaluate against the baselines, plots.",
+    )
+    g = p.add_argument_group("data and run")
+    g.add_argument("--data_path", nargs="+", default=None,
+                   help="training recording(s): a file, several files or a glob (default: the "
+                        "synthetic market, generated once into data/)")
+    g.add_argument("--symbol", default=None, help="symbol to trade in files holding several")
+    g.add_argument("--train_range", nargs=2, type=float, default=None, metavar=("START", "END"),
+                   help="training time range as fractions of the recording (default: 0 0.7, or 0 1 "
+                        "with --eval_data_path)")
+    g.add_argument("--eval_range", nargs=2, type=float, default=None, metavar=("START", "END"),
+                   help="held-out time range (default: 0.7 1, or 0 1 of --eval_data_path)")
+    g.add_argument("--eval_data_path", nargs="+", default=None,
+                   help="separate held-out recording(s) instead of a time split")
+    g.add_argument("--seed", type=int, default=0, help="seed of weights, sampling and episode starts")
+    g.add_argument("--run_name", default=None,
+                   help="run folder prefix (default: ppo_<symbol>_<action_mode>_s<seed>)")
+    g.add_argument("--results_dir", default="results", help="parent folder of the run folders")
+    g.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its latest checkpoint (its saved config "
+                        "is used; --total_timesteps/--num_episodes may raise the budget)")
+    g.add_argument("--no_progress", action="store_true", help="no progress bar")
+    g.add_argument("--debug", action="store_true", help="full tracebacks on errors")
+    maps = {
+        "train": utils.add_dataclass_arguments(p, TrainSettings, title="training loop (TrainSettings)"),
+        "env": utils.add_dataclass_arguments(
+            p, EnvConfig, title="environment (EnvConfig)",
+            exclude=("data_path", "symbol", "time_range", "seed")),
+    }
+    ppo_fields = {f.name for f in dataclasses.fields(PPOConfig)}
+    clash = ppo_fields & (set(maps["env"].values()) | set(maps["train"].values()))
+    maps["ppo"] = utils.add_dataclass_arguments(p, PPOConfig, title="PPO (PPOConfig)", exclude=clash)
+    maps["ppo"].update(utils.add_dataclass_arguments(
+        p, PPOConfig, title="PPO (PPOConfig), clashing names", prefix="ppo_",
+        exclude=ppo_fields - clash))
+    return p, maps
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    try:
+        parser, maps = build_parser()
+        args = parser.parse_args(argv)
+        return _train(args, maps)
+    except KeyboardInterrupt:
+        print("train.py: interrupted before training started; nothing saved", file=sys.stderr)
+        return 130
+    except (utils.CliError, ValueError, OSError) as exc:
+        if debug:
+            raise
+        print(f"train.py: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _resolve_new_run(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> dict[str, Any]:
+    from event_driven_env import EnvConfig
+    from ppo_agent import PPOConfig
+
+    settings = utils.dataclass_from_args(TrainSettings, args, maps["train"])
+    if args.data_path:
+        train_files = evaluate.resolve_data_paths(args.data_path)
+    else:
+        from synthetic_market import default_dataset
+
+        logger.info("no --data_path: using the synthetic market (generated once into data/)")
+        train_files = [Path(default_dataset())]
+    if args.eval_data_path:
+        eval_files = evaluate.resolve_data_paths(args.eval_data_path)
+        train_range = evaluate.parse_range(args.train_range, "--train_range") or (0.0, 1.0)
+        eval_range = evaluate.parse_range(args.eval_range, "--eval_range") or (0.0, 1.0)
+    else:
+        eval_files = train_files
+        train_range = evaluate.parse_range(args.train_range, "--train_range") or (0.0, 0.7)
+        eval_range = evaluate.parse_range(args.eval_range, "--eval_range") or (0.7, 1.0)
+        if train_range[1] > eval_range[0] and eval_range[1] > train_range[0]:
+            raise utils.CliError(f"--train_range {train_range} and --eval_range {eval_range} overlap: "
+                                 "the held-out evaluation would see training data")
+    base = EnvConfig(data_path=evaluate.env_data_path(train_files), symbol=args.symbol,
+                     time_range=train_range)
+    env_cfg = utils.dataclass_from_args(EnvConfig, args, maps["env"], base=base)
+    ppo_cfg = utils.dataclass_from_args(PPOConfig, args, maps["ppo"])
+    return {"settings": settings, "env": env_cfg, "ppo": ppo_cfg, "train_files": train_files,
+            "eval_files": eval_files, "train_range": train_range, "eval_range": eval_range}
+
+
+def _resume_run(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> tuple[Path, dict[str, Any], dict]:
+    from event_driven_env import EnvConfig
+    from ppo_agent import PPOConfig
+
+    run_dir = Path(args.resume)
+    params_file = run_dir / "params.json"
+    if not params_file.is_file():
+        raise utils.CliError(f"--resume {run_dir}: no params.json there (not a run folder)")
+    params = orjson.loads(params_file.read_bytes())
+    given = [d for m in (maps["env"], maps["ppo"]) for d in m if hasattr(args, d)]
+    given += [o for o in ("data_path", "eval_data_path", "train_range", "eval_range", "symbol")
+              if getattr(args, o) is not None]
+    if given:
+        raise utils.CliError(f"--resume uses the run's saved config; cannot change {sorted(given)}")
+    settings = utils.dataclass_from_dict(TrainSettings, params["train_settings"], source=str(params_file))
+    budget = {k: getattr(args, k) for k in ("num_episodes", "total_timesteps") if hasattr(args, k)}
+    if budget:
+        settings = dataclasses.replace(settings, **budget)
+    run = {
+        "settings": settings,
+        "env": utils.dataclass_from_dict(EnvConfig, params["env_config"], source=str(params_file)),
+        "ppo": utils.dataclass_from_dict(PPOConfig, params["ppo_config"], source=str(params_file)),
+        "train_files": [Path(f["path"]) for f in params["data"]["train"]["files"]],
+        "eval_files": [Path(f["path"]) for f in params["data"]["eval"]["files"]],
+        "train_range": tuple(params["data"]["train"]["time_range"]),
+        "eval_range": tuple(params["data"]["eval"]["time_range"]),
+    }
+    for f in params["data"]["train"]["files"] + params["data"]["eval"]["files"]:
+        p = Path(f["path"])
+        if not p.is_file():
+            raise utils.CliError(f"--resume: data file of the run not found: {p}")
+    return run_dir, run, params
+
+
+def _train(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> int:  # noqa: C901
+    from ppo_agent import PPOAgent
+
+    if args.resume:
+        run_dir, run, params = _resume_run(args, maps)
+        ckpt = _latest_checkpoint(run_dir)
+        if ckpt is None:
+            raise utils.CliError(f"--resume {run_dir}: no checkpoint to resume from")
+    else:
+        run = _resolve_new_run(args, maps)
+        ckpt, params = None, {}
+    settings: TrainSettings = run["settings"]
+    env_cfg = run["env"]
+    eval_cfg = dataclasses.replace(env_cfg, data_path=evaluate.env_data_path(run["eval_files"]),
+                                   time_range=run["eval_range"])
+    total = settings.total_timesteps or settings.num_episodes * steps_per_episode(env_cfg)
+    model_meta = {"env_config": utils.dataclass_to_dict(env_cfg),
+                  "held_out": {"data_path": [str(p) for p in run["eval_files"]],
+                               "time_range": list(run["eval_range"])}}
+
+    envs = make_vector_env(env_cfg, settings.n_envs, settings.vector_env)
+    if ckpt is not None:
+        agent = PPOAgent.load(ckpt)
+        seed = agent.seed
+        logger.info("resuming %s from %s at step %d (update %d)", run_dir, ckpt.name,
+                    agent.num_timesteps, agent.num_updates)
+    else:
+        seed = args.seed
+        agent = PPOAgent(envs.single_observation_space, envs.single_action_space, run["ppo"], seed=seed)
+        run_name = args.run_name or f"ppo_{env_cfg.symbol or _symbol_of(run['train_files'])}_{env_cfg.action_mode}_s{seed}"
+        run_dir = Path(args.results_dir) / f"{run_name}_{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir.mkdir(parents=True, exist_ok=False)
+        params = {
+            "run_name": run_name, "run_dir": str(run_dir), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "command": [sys.executable, *sys.argv], "seed": seed, "git_commit": git_commit(),
+            "env_config": utils.dataclass_to_dict(env_cfg),
+            "eval_env_config": utils.dataclass_to_dict(eval_cfg),
+            "ppo_config": utils.dataclass_to_dict(run["ppo"]),
+            "train_settings": utils.dataclass_to_dict(settings),
+            "data": {"train": data_entry(run["train_files"], run["train_range"]),
+                     "eval": data_entry(run["eval_files"], run["eval_range"])},
+            "steps_per_episode": steps_per_episode(env_cfg),
+            "versions": package_versions(), "device": device_info(agent), "resumed": [],
+        }
+    params["total_timesteps"] = total
+    if ckpt is not None:
+        params["train_settings"] = utils.dataclass_to_dict(settings)
+        params.setdefault("resumed", []).append({
+            "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "checkpoint": ckpt.name,
+            "num_timesteps": agent.num_timesteps, "command": [sys.executable, *sys.argv]})
+    utils.atomic_write_json(run_dir / "params.json", params)
+    logger.info("run folder: %s (budget %d steps, %d steps per episode)", run_dir, total,
+                steps_per_episode(env_cfg))
+
+    eval_fn = None
+    if settings.eval_interval:
+        eval_env_cache: dict[str, Any] = {}
+
+        def eval_fn(a: Any) -> tuple[float, float]:
+            policy = {"agent": evaluate.AgentPolicy(a, env_cfg.action_mode, freeze=False)}
+            eps, _, _ = evaluate.evaluate_policies(policy, eval_cfg, settings.eval_episodes,
+                                                   seed + 10_000, progress=False, env_cache=eval_env_cache)
+            pnl = np.asarray(eps["pnl"], dtype=np.float64)
+            return float(pnl.mean()), float(pnl.std(ddof=1)) if pnl.size > 1 else math.nan
+
+    rows, best, wall = [], -math.inf, 0.0
+    if ckpt is not None:
+        log_file = run_dir / "training_log.csv"
+        if log_file.is_file():
+            df = pd.read_csv(log_file)
+            rows = df[df["update"] <= agent.num_updates].to_dict("records")
+        latest = orjson.loads((run_dir / "checkpoints" / "latest.json").read_bytes())
+        best = float(latest.get("best_eval_pnl", -math.inf))
+        wall = float(latest.get("wall_s", 0.0))
+    monitor = TrainingMonitor(run_dir, settings, model_meta, eval_fn, total,
+                              start_timesteps=agent.num_timesteps, log_rows=rows, best_eval=best,
+                              progress=not args.no_progress, wall_offset=wall)
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if monitor.stop_requested:  # second Ctrl-C: give up at once
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        monitor.stop_requested = True
+        logger.warning("Ctrl-C: stopping after the current update, saving a checkpoint and the "
+                       "plots (press again to abort at once)")
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        agent.learn(envs, total, callback=monitor)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        monitor.close()
+        envs.close()
+    if monitor.stopped_by_nan:
+        print(f"train.py: error: {monitor.stopped_by_nan}", file=sys.stderr)
+        monitor.plot()
+        return 1
+    if monitor.stop_requested:
+        if monitor.last_checkpoint is None or not monitor.rows or \
+                monitor.last_checkpoint.name != f"update_{agent.num_updates:06d}":
+            monitor.save_checkpoint(agent)
+        monitor.plot()
+        print(f"train.py: interrupted at step {agent.num_timesteps}; checkpoint saved. "
+              f"Resume with: python train.py --resume {run_dir}", file=sys.stderr)
+        return 130
+    save_model(agent, run_dir / "models" / "final_model", model_meta)
+    if not (run_dir / "models" / "best_model").is_dir():
+        # No periodic evaluation ran (eval_interval 0 or fewer updates): best = final.
+        save_model(agent, run_dir / "models" / "best_model", model_meta)
+    monitor.save_checkpoint(agent)
+    monitor.plot()
+    if settings.final_eval:
+        _final_evaluation(agent, env_cfg, eval_cfg, settings, seed, run_dir, args)
+    print(f"done: {run_dir}")
+    return 0
+
+
+def _final_evaluation(agent: Any, env_cfg: Any, eval_cfg: Any, settings: TrainSettings, seed: int,
+                      run_dir: Path, args: argparse.Namespace) -> None:
+    policies = evaluate.build_policies(agent, eval_cfg, None, seed)
+    logger.info("final evaluation on the held-out data: %s, %d episodes each", list(policies),
+                settings.final_eval_episodes)
+    summary, _ = evaluate.run_evaluation(
+        policies, eval_cfg, run_dir / "evaluation", n_episodes=settings.final_eval_episodes,
+        seed=seed, visualize_first=True, progress=not args.no_progress,
+        extra_meta={"model_path": str(run_dir / "models" / "final_model")},
+    )
+    print(evaluate.format_table(summary))
+    print(f"Sharpe/Sortino annualisation: {summary['annualisation'].iloc[0]}")
+
+
+def _symbol_of(files: Sequence[Path]) -> str:
+    return Path(files[0]).stem.split("_")[-1] if files else "data"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
