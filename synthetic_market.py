@@ -694,7 +694,7 @@ def market_statistics(path: str | os.PathLike, symbol: str | None = None) -> dic
     depth = depth_sum.mean(axis=0) / len(spreads)
     out = {
         "duration_s": duration,
-        "book_msgs_per_s": n_book / duration,
+        "book_msgs_per_s": (n_book - 1) / duration,  # messages after the first, per second
         "levels_changed_per_delta": changed / max(n_delta, 1),
         "spread_mean_ticks": float(sp.mean()),
         "spread_1tick_frac": float(np.mean(sp == 1)),

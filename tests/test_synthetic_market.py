@@ -1,0 +1,214 @@
+"""Tests of synthetic_market: format, exact replay, determinism, fractional hours, CLI."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import orjson
+import pytest
+
+import synthetic_market as sm
+
+HOURS = 0.01  # 36 s of feed after a 600 s warm-up: ~1 s to generate
+
+
+def _ticks(price: str) -> int:
+    return round(float(price) * 100)
+
+
+def _lots(size: str) -> int:
+    return round(float(size) * 100)
+
+
+@pytest.fixture(scope="module")
+def synth_file(tmp_path_factory) -> Path:
+    return sm.generate_file(tmp_path_factory.mktemp("synth") / "s.jsonl", HOURS, seed=3)
+
+
+def test_byte_identical_per_seed_and_different_across_seeds(tmp_path, synth_file):
+    again = sm.generate_file(tmp_path / "again.jsonl", HOURS, seed=3)
+    other = sm.generate_file(tmp_path / "other.jsonl", HOURS, seed=4)
+    assert again.read_bytes() == synth_file.read_bytes()
+    assert other.read_bytes() != synth_file.read_bytes()
+
+
+def test_fractional_hours_and_prefix_property():
+    c = sm.SyntheticMarketConfig()
+    short = list(sm.iter_lines(0.005, seed=11))
+    longer = list(sm.iter_lines(0.0075, seed=11))
+    assert longer[: len(short)] == short  # whole random blocks: a short file is a prefix
+    book_ts = [orjson.loads(x)["ts"] for x in longer if b'"orderbook.' in x[:40]]
+    assert book_ts[0] == c.start_ts_ms
+    # 0.0075 h = 27 s = 270 steps of 100 ms
+    assert book_ts[-1] <= c.start_ts_ms + 270 * c.interval_ms
+    assert book_ts[-1] >= c.start_ts_ms + 250 * c.interval_ms
+    assert all(b > a for a, b in zip(book_ts, book_ts[1:], strict=False))
+    assert all((b - a) % c.interval_ms == 0 for a, b in zip(book_ts, book_ts[1:], strict=False))
+
+
+def test_bybit_shape_contiguous_u_and_200_levels(synth_file):
+    lines = synth_file.read_bytes().splitlines()
+    first = orjson.loads(lines[0])
+    assert list(first) == ["topic", "type", "ts", "data", "cts"]
+    assert first["topic"] == "orderbook.200.ETHUSDT" and first["type"] == "snapshot"
+    assert list(first["data"]) == ["s", "b", "a", "u", "seq"]
+    assert len(first["data"]["b"]) == 200 and len(first["data"]["a"]) == 200
+    bids = [_ticks(p) for p, _ in first["data"]["b"]]
+    asks = [_ticks(p) for p, _ in first["data"]["a"]]
+    assert bids == sorted(bids, reverse=True) and asks == sorted(asks) and bids[0] < asks[0]
+    us, n_trades = [], 0
+    for raw in lines:
+        m = orjson.loads(raw)
+        if m["topic"].startswith("orderbook."):
+            us.append(m["data"]["u"])
+            assert m["cts"] < m["ts"]
+            for p, s in m["data"]["b"] + m["data"]["a"]:
+                assert p == f"{float(p):.2f}" and s == f"{float(s):.2f}" and float(s) >= 0
+        else:
+            assert m["topic"] == "publicTrade.ETHUSDT" and m["type"] == "snapshot"
+            for t in m["data"]:
+                assert list(t)[:8] == ["T", "s", "S", "v", "p", "L", "i", "BT"]
+                assert t["S"] in ("Buy", "Sell") and t["BT"] is False and float(t["v"]) > 0
+                assert t["T"] < m["ts"]
+                n_trades += 1
+    assert us == list(range(us[0], us[0] + len(us)))
+    assert n_trades > 0
+
+
+def test_replays_exactly_own_json_replay():
+    """The simulator's published book after every book line equals a plain replay of the lines."""
+    bids: dict[int, int] = {}
+    asks: dict[int, int] = {}
+    n_checked = 0
+
+    def check(line: bytes, sim_bids: dict[int, int], sim_asks: dict[int, int]) -> None:
+        nonlocal n_checked
+        m = orjson.loads(line)
+        if m["type"] == "snapshot":
+            bids.clear()
+            asks.clear()
+        for side, book in (("b", bids), ("a", asks)):
+            for p, s in m["data"][side]:
+                if _lots(s) == 0:
+                    del book[_ticks(p)]  # a deletion must name a level the client holds
+                else:
+                    book[_ticks(p)] = _lots(s)
+        assert bids == sim_bids and asks == sim_asks
+        assert len(bids) == 200 and len(asks) == 200
+        assert max(bids) < min(asks)
+        n_checked += 1
+
+    for _ in sm.iter_lines(HOURS, seed=5, check=check):
+        pass
+    assert n_checked > 300
+
+
+def test_passes_data_layer_validation_and_order_book_replay(synth_file):
+    data_processor = pytest.importorskip("data_processor")
+    order_book = pytest.importorskip("order_book")
+    report = data_processor.LoadReport()
+    book = order_book.OrderBook("ETHUSDT", 0.01)
+    ref_bids: dict[int, int] = {}
+    ref_asks: dict[int, int] = {}
+    lines = iter(synth_file.read_bytes().splitlines())
+    n_trades = 0
+    for msg in data_processor.load_messages(synth_file, on_error="raise", report=report):
+        raw = orjson.loads(next(lines))
+        kind = type(msg).__name__
+        if kind == "TradeMessage":
+            assert raw["topic"].startswith("publicTrade.")
+            n_trades += 1
+            continue
+        assert msg.tick_size == pytest.approx(0.01)
+        if raw["type"] == "snapshot":
+            ref_bids.clear()
+            ref_asks.clear()
+        for side, ref in (("b", ref_bids), ("a", ref_asks)):
+            for p, s in raw["data"][side]:
+                if _lots(s):
+                    ref[_ticks(p)] = _lots(s)
+                else:
+                    ref.pop(_ticks(p))
+        book.apply(msg)
+        book.check_invariants()
+        assert {p: round(s * 100) for p, s in book.bids.items()} == ref_bids
+        assert {p: round(s * 100) for p, s in book.asks.items()} == ref_asks
+    assert n_trades > 0
+
+
+def test_aggressor_first_fill_at_touch(synth_file):
+    """A buy's first fill is at the best ask (a sell's at the best bid) of the book before it."""
+    bids: dict[int, int] = {}
+    asks: dict[int, int] = {}
+    n = 0
+    for raw in synth_file.read_bytes().splitlines():
+        m = orjson.loads(raw)
+        if m["topic"].startswith("orderbook."):
+            if m["type"] == "snapshot":
+                bids.clear()
+                asks.clear()
+            for side, book in (("b", bids), ("a", asks)):
+                for p, s in m["data"][side]:
+                    if _lots(s):
+                        book[_ticks(p)] = _lots(s)
+                    else:
+                        book.pop(_ticks(p))
+            continue
+        first = m["data"][0]
+        px = _ticks(first["p"])
+        if first["S"] == "Buy":
+            assert px >= min(asks)
+            # fills walk up the book in price priority
+            prices = [_ticks(t["p"]) for t in m["data"]]
+            assert prices == sorted(prices)
+        else:
+            assert px <= max(bids)
+            prices = [_ticks(t["p"]) for t in m["data"]]
+            assert prices == sorted(prices, reverse=True)
+        n += 1
+    assert n > 0
+
+
+@pytest.mark.parametrize("field,value", [("limit_rate_per_s", -1.0), ("touch_fraction", 1.5),
+                                         ("tick_size", "abc"), ("cancel_fraction", 0.0),
+                                         ("max_distance_ticks", 100)])
+def test_config_validation(field, value):
+    with pytest.raises(ValueError, match=field):
+        sm.SyntheticMarketConfig(**{field: value})
+
+
+@pytest.mark.parametrize("hours", [0, -1, math.nan, math.inf])
+def test_bad_hours(hours, tmp_path):
+    with pytest.raises(ValueError, match="hours"):
+        sm.generate_file(tmp_path / "x.jsonl", hours, seed=1)
+    assert not list(tmp_path.iterdir())  # no half file, no temp file left behind
+
+
+def test_default_dataset_generates_once_and_name_encodes_config(tmp_path):
+    p1 = sm.default_dataset(tmp_path, hours=0.002, seed=1)
+    mtime = p1.stat().st_mtime_ns
+    assert sm.default_dataset(tmp_path, hours=0.002, seed=1) == p1
+    assert p1.stat().st_mtime_ns == mtime
+    assert "seed1" in p1.name and "0.002h" in p1.name and "ETHUSDT" in p1.name
+    p2 = sm.default_dataset(tmp_path, hours=0.002, seed=1,
+                            config=sm.SyntheticMarketConfig(market_rate_per_s=0.3))
+    assert p2 != p1 and p2.exists()
+
+
+def test_cli(tmp_path, capsys):
+    out = tmp_path / "cli.jsonl"
+    assert sm.main(["--hours", "0.002", "--seed", "9", "--out", str(out)]) == 0
+    assert out.read_bytes() == b"\n".join(sm.iter_lines(0.002, seed=9)) + b"\n"
+
+
+def test_compare_statistics_on_synthetic_and_real(synth_file, shared_data):
+    pytest.importorskip("data_processor")
+    real = shared_data / "bybit" / "cryptofeed_v3_BYBIT_linear_ob200_publicTrade.jsonl"
+    s = sm.market_statistics(synth_file)
+    r = sm.market_statistics(real, symbol="ETHUSDT")
+    assert s.keys() == r.keys()
+    assert 9.0 < s["book_msgs_per_s"] <= 10.0 + 1e-9
+    assert s["spread_1tick_frac"] > 0.9 and r["spread_1tick_frac"] > 0.9
+    table = sm.format_comparison({"synthetic": s, "real": r})
+    assert "depth_L1" in table and "trades_per_s" in table
