@@ -1,0 +1,329 @@
+"""Streaming replay throughput against the bare ``orjson.loads`` floor, checkpoints, peak RSS.
+
+One job: measure, in one run and on the same bytes, how fast ``data_processor.load_messages`` +
+``order_book.OrderBook.apply`` replay a recording compared with doing nothing but
+``orjson.loads`` on every line (the floor no JSON-based replay can beat), and what random-access
+starts (``data_processor.Replay``) and memory cost.
+
+Inputs: the real Bybit linear websocket recording (4 symbols, each replayed in turn), a real
+Binance USDⓈ-M recording (btcusdt_20240808, bookTicker and trade lines included) and a large
+file from the built-in synthetic market (``synthetic_market.generate_file``, Bybit v5
+``orderbook.200`` + ``publicTrade``), generated once into ``.cache/bench/``.
+
+Printed per input:
+
+- ``floor``: lines/s of ``for line in lines: orjson.loads(line)`` over the decompressed JSON of
+  every line, in memory (Binance: the JSON after the ``<local_ns> `` prefix).
+- ``replay``: lines/s of streaming ``load_messages(path)`` + ``OrderBook.apply`` from the file
+  (decompression and file reading included), its ratio to the floor, book messages/s and
+  level updates/s (levels of every snapshot and delta).
+- ``loader only`` / ``book only``: the loader iterated without a book, and ``OrderBook.apply``
+  over the messages already in a list: where the time goes.
+- ``straightforward`` (Bybit-format inputs): the reference design the issue measured before this
+  project, in the same run: ``orjson.loads`` + ``round(float(price) / tick)`` per level + a
+  ``SortedDict`` book updated with ``book[p] = s`` / ``book.pop(p)``, no validation.
+
+Then, on the synthetic file and the Binance file: the cost of building the ``Replay``
+checkpoints (cold, no cache), of opening it again (warm cache) and of ``Replay.start_at`` at
+random times; and the peak RSS of a streaming replay of two synthetic files of different
+length, each in a fresh subprocess (``resource.getrusage(RUSAGE_SELF).ru_maxrss``).
+
+Usage::
+
+    python benchmarks/bench_replay.py                      # defaults: --hours 2 --repeat 3
+    python benchmarks/bench_replay.py --hours 4 --rss-hours 1 4 --json results/bench_replay.json
+
+Timings are the best of ``--repeat`` runs; no timing is asserted anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import gzip
+import json
+import logging
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import orjson  # noqa: E402
+from sortedcontainers import SortedDict  # noqa: E402
+
+import data_processor as dp  # noqa: E402
+import synthetic_market  # noqa: E402
+from order_book import OrderBook  # noqa: E402
+from utils import atomic_write_json  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "data"
+BYBIT_LINEAR = SHARED / "bybit" / "cryptofeed_v3_BYBIT_linear_ob200_publicTrade.jsonl"
+BINANCE_BTC = SHARED / "binance" / "hftbacktest-usdm" / "btcusdt_20240808.gz"
+CACHE = REPO / ".cache" / "bench"
+
+
+# ------------------------------------------------------------------------------ inputs
+
+
+def json_lines(path: Path) -> list[bytes]:
+    """The JSON text of every non-empty line, decompressed (Binance: without the ns prefix)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        lines = [line for line in fh.read().splitlines() if line.strip()]
+    if lines and lines[0][:1].isdigit():  # hftbacktest collector: "<local_ns> <json>"
+        lines = [line.partition(b" ")[2] for line in lines]
+    return lines
+
+
+def bybit_symbols(lines: list[bytes]) -> list[str]:
+    """Symbols of the order-book topics of a Bybit v5 file, in first-seen order."""
+    seen: dict[str, None] = {}
+    for line in lines:
+        if line.startswith(b'{"topic":"orderbook.'):
+            seen.setdefault(orjson.loads(line)["topic"].rpartition(".")[2], None)
+    return list(seen)
+
+
+def synthetic_file(hours: float, seed: int) -> Path:
+    """Generate (once) a synthetic Bybit v5 file of ``hours`` hours into ``.cache/bench/``."""
+    path = CACHE / f"synth_ETHUSDT_{hours:g}h_seed{seed}.jsonl"
+    if not path.is_file():
+        t0 = time.perf_counter()
+        synthetic_market.generate_file(path, hours, seed)
+        print(f"  generated {path.name} ({path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f} s")
+    return path
+
+
+# ---------------------------------------------------------------------------- timings
+
+
+def best_of(repeat: int, fn) -> float:
+    """Smallest wall time of ``repeat`` calls of ``fn`` (garbage collector on, as in use)."""
+    times = []
+    for _ in range(repeat):
+        gc.collect()
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def floor_loads(lines: list[bytes]) -> None:
+    loads = orjson.loads
+    for line in lines:
+        loads(line)
+
+
+def replay(path: Path, symbols: list[str | None]) -> None:
+    """The measured path: stream the file through the loader into one book per symbol."""
+    for symbol in symbols:
+        book = OrderBook()
+        apply = book.apply
+        for msg in dp.load_messages(path, symbol=symbol):
+            apply(msg)
+
+
+def book_messages(path: Path, symbols: list[str | None]) -> list:
+    out = []
+    for symbol in symbols:
+        out.extend(m for m in dp.load_messages(path, symbol=symbol) if type(m) in (dp.SnapshotMessage, dp.DeltaMessage))
+    return out
+
+
+def loader_only(path: Path, symbols: list[str | None]) -> None:
+    for symbol in symbols:
+        for _ in dp.load_messages(path, symbol=symbol):
+            pass
+
+
+def book_only(messages: list) -> None:
+    book = OrderBook()
+    apply = book.apply
+    for msg in messages:
+        if msg.symbol != book.symbol:
+            book = OrderBook(msg.symbol)
+            apply = book.apply
+        apply(msg)
+
+
+def straightforward(lines: list[bytes], ticks: dict[str, float]) -> None:
+    """The pre-project reference: orjson + float tick conversion + plain SortedDict updates."""
+    books: dict[str, tuple[SortedDict, SortedDict]] = {}
+    for line in lines:
+        msg = orjson.loads(line)
+        if not msg["topic"].startswith("orderbook."):
+            continue
+        data = msg["data"]
+        symbol = data["s"]
+        tick = ticks[symbol]
+        if msg["type"] == "snapshot":
+            books[symbol] = (
+                SortedDict({round(float(p) / tick): float(s) for p, s in data["b"]}),
+                SortedDict({round(float(p) / tick): float(s) for p, s in data["a"]}),
+            )
+            continue
+        bids, asks = books[symbol]
+        for side, levels in ((bids, data["b"]), (asks, data["a"])):
+            for p, s in levels:
+                price, size = round(float(p) / tick), float(s)
+                if size == 0.0:
+                    side.pop(price, None)
+                else:
+                    side[price] = size
+        bids.peekitem(-1), asks.peekitem(0)
+
+
+def bench_throughput(name: str, path: Path, repeat: int, bybit: bool) -> dict:
+    lines = json_lines(path)
+    symbols: list[str | None] = bybit_symbols(lines) if bybit else [None]
+    if len(symbols) == 1:
+        symbols = [None]  # single-symbol file: no filter needed
+    messages = book_messages(path, symbols)
+    n_levels = sum(len(m.bids) + len(m.asks) for m in messages)
+    n_lines, n_book = len(lines), len(messages)
+
+    t_floor = best_of(repeat, lambda: floor_loads(lines))
+    t_replay = best_of(repeat, lambda: replay(path, symbols))
+    t_loader = best_of(repeat, lambda: loader_only(path, symbols))
+    t_book = best_of(repeat, lambda: book_only(messages))
+    row = {
+        "input": name, "file": str(path), "bytes": path.stat().st_size, "lines": n_lines,
+        "book_messages": n_book, "level_updates": n_levels,
+        "floor_lines_per_s": n_lines / t_floor,
+        "replay_lines_per_s": n_lines / t_replay,
+        "replay_book_msgs_per_s": n_book / t_replay,
+        "replay_levels_per_s": n_levels / t_replay,
+        "ratio_replay_to_floor": t_floor / t_replay,
+        "loader_only_lines_per_s": n_lines / t_loader,
+        "book_only_msgs_per_s": n_book / t_book,
+        "book_only_levels_per_s": n_levels / t_book,
+        "book_share_of_replay": t_book / t_replay,
+    }
+    if bybit:
+        ticks = {m.symbol: m.tick_size for m in messages}
+        t_ref = best_of(repeat, lambda: straightforward(lines, ticks))
+        row["straightforward_lines_per_s"] = n_lines / t_ref
+        row["ratio_straightforward_to_floor"] = t_floor / t_ref
+    return row
+
+
+def bench_checkpoints(name: str, path: Path, starts: int, seed: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench_replay_") as cache_dir:
+        t0 = time.perf_counter()
+        rp = dp.Replay(path, cache_dir=cache_dir)
+        t_build = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        rp = dp.Replay(path, cache_dir=cache_dir)
+        t_open = time.perf_counter() - t0
+        rng = random.Random(seed)
+        times = []
+        for _ in range(starts):
+            t_ms = rng.randint(rp.start_ts, rp.end_ts)
+            t0 = time.perf_counter()
+            book, rest = rp.start_at(t_ms)
+            times.append(time.perf_counter() - t0)
+            assert book.ts is None or book.ts <= t_ms
+        return {
+            "input": name, "checkpoints": len(rp.checkpoint_ts),
+            "build_s": t_build, "open_cached_s": t_open,
+            "start_at_mean_ms": 1e3 * statistics.fmean(times),
+            "start_at_median_ms": 1e3 * statistics.median(times),
+            "start_at_max_ms": 1e3 * max(times), "starts": starts,
+        }
+
+
+def rss_child(path: str) -> None:
+    """Subprocess body: stream one file through loader + book, print peak RSS as JSON."""
+    t0 = time.perf_counter()
+    lines = 0
+    book = OrderBook()
+    for msg in dp.load_messages(path):
+        book.apply(msg)
+        lines += 1
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(json.dumps({"messages": lines, "seconds": time.perf_counter() - t0, "peak_rss_mb": peak_kb / 1024}))
+
+
+def bench_rss(hours_list: list[float], seed: int) -> list[dict]:
+    rows = []
+    for hours in hours_list:
+        path = synthetic_file(hours, seed)
+        out = subprocess.run(
+            [sys.executable, __file__, "--rss-child", str(path)],
+            check=True, capture_output=True, text=True,
+        ).stdout
+        row = json.loads(out.strip().splitlines()[-1])
+        row.update(hours=hours, file_mb=path.stat().st_size / 1e6)
+        rows.append(row)
+    return rows
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hours", type=float, default=2.0, help="length of the large synthetic file")
+    parser.add_argument("--seed", type=int, default=7, help="synthetic market seed")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per figure (best is kept)")
+    parser.add_argument("--starts", type=int, default=20, help="random Replay.start_at calls")
+    parser.add_argument("--rss-hours", type=float, nargs=2, default=(0.5, 2.0), help="two synthetic lengths for peak RSS")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    parser.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    if args.rss_child:
+        rss_child(args.rss_child)
+        return 0
+
+    print(f"python {sys.version.split()[0]}, orjson {orjson.__version__}")
+    synth = synthetic_file(args.hours, args.seed)
+    inputs = [(f"synthetic ETHUSDT {args.hours:g}h", synth, True)]
+    if BYBIT_LINEAR.is_file():
+        inputs.insert(0, ("bybit linear ws (real)", BYBIT_LINEAR, True))
+    if BINANCE_BTC.is_file():
+        inputs.insert(1, ("binance btcusdt 0808 (real)", BINANCE_BTC, False))
+    results: dict = {"argv": sys.argv[1:], "throughput": [], "checkpoints": [], "rss": []}
+
+    print("\nStreaming replay (load_messages + OrderBook.apply) vs bare orjson.loads, same lines:")
+    header = (f"{'input':30} {'lines':>8} {'floor l/s':>11} {'replay l/s':>11} {'ratio':>6} "
+              f"{'book msg/s':>11} {'levels/s':>11} {'loader l/s':>11} {'book-only msg/s':>15} "
+              f"{'straightfwd':>11}")
+    print(header)
+    for name, path, bybit in inputs:
+        r = bench_throughput(name, path, args.repeat, bybit)
+        results["throughput"].append(r)
+        ref = f"{r['ratio_straightforward_to_floor']:.1%}" if "ratio_straightforward_to_floor" in r else "-"
+        print(f"{name:30} {r['lines']:>8,} {r['floor_lines_per_s']:>11,.0f} {r['replay_lines_per_s']:>11,.0f} "
+              f"{r['ratio_replay_to_floor']:>6.1%} {r['replay_book_msgs_per_s']:>11,.0f} "
+              f"{r['replay_levels_per_s']:>11,.0f} {r['loader_only_lines_per_s']:>11,.0f} "
+              f"{r['book_only_msgs_per_s']:>15,.0f} {ref:>11}")
+
+    print(f"\nReplay checkpoints ({args.starts} start_at calls at seeded random times):")
+    print(f"{'input':30} {'ckpts':>6} {'build s':>8} {'open s':>7} {'start_at mean ms':>17} {'median':>7} {'max':>7}")
+    for name, path, _ in inputs[1:]:
+        c = bench_checkpoints(name, path, args.starts, args.seed)
+        results["checkpoints"].append(c)
+        print(f"{name:30} {c['checkpoints']:>6} {c['build_s']:>8.2f} {c['open_cached_s']:>7.3f} "
+              f"{c['start_at_mean_ms']:>17.1f} {c['start_at_median_ms']:>7.1f} {c['start_at_max_ms']:>7.1f}")
+
+    print("\nPeak RSS of a streaming replay (fresh subprocess per file):")
+    for r in bench_rss(list(args.rss_hours), args.seed):
+        results["rss"].append(r)
+        print(f"  synthetic {r['hours']:g} h: {r['file_mb']:.1f} MB file, {r['messages']:,} messages, "
+              f"peak RSS {r['peak_rss_mb']:.1f} MB")
+    if args.json:
+        atomic_write_json(args.json, results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
