@@ -635,6 +635,8 @@ class _Reader:
         self.seen_symbols: list[str] = []
         # Binance: (line_no, local_ts, data) diffs seen before the symbol's REST snapshot
         self.pending: dict[str, list] = {}
+        self.deferred: tuple | None = None  # Binance REST snapshot seen before its symbol
+        self.any_symbol = False  # inspect: all symbols, no several-symbols check
         # Position of the line being processed (for checkpoints): file index, byte offset
         # after the line, 1-based line number.
         self.file_idx = 0
@@ -673,7 +675,7 @@ class _Reader:
         """Symbol filter and the several-symbols check (symbol=None)."""
         if self.symbol is not None:
             return symbol == self.symbol
-        if symbol in self.seen_symbols:
+        if symbol in self.seen_symbols or self.any_symbol:
             return True
         self.seen_symbols.append(symbol)
         if len(self.seen_symbols) > 1:
@@ -713,7 +715,9 @@ class _Reader:
             flt = self._filter
             # Lines the symbol pre-filter must let through: cryptofeed connection names, the
             # Binance REST snapshot (it names no symbol).
+            # Bybit lines without a topic (simplified shape) name no symbol either.
             keep = {"cryptofeed": b'"connect"', "binance": b'"lastUpdateId"'}.get(fmt)
+            need = b'"topic"' if fmt == "bybit" else None
             with _open_binary(path) as fh:
                 if self.start and fi == start_file:
                     _, offset, line_no = self.start
@@ -725,7 +729,8 @@ class _Reader:
                     offset += len(raw)
                     self.line_no = line_no
                     self.offset = offset
-                    if flt is not None and flt not in raw and (keep is None or keep not in raw):
+                    if (flt is not None and flt not in raw and (keep is None or keep not in raw)
+                            and (need is None or need in raw)):
                         if raw.strip():
                             rep.ignored_lines += 1
                             rep.lines += 1
@@ -748,7 +753,9 @@ class _Reader:
                         continue
                     if out:
                         yield out
-        self._finish_binance()
+        out = self._finish_binance()
+        if out:
+            yield out
 
     def _file_format(self, path: Path) -> str | None:
         with _open_binary(path) as fh:
@@ -1053,6 +1060,9 @@ class _Reader:
         if not self._want(symbol):
             self.report.ignored_lines += 1
             return []
+        if self.deferred is not None:
+            out = self._run_deferred()
+            return out + self._binance_diff(d, local_ts)
         for name, v in (("T", ts), ("U", first), ("u", last), ("pu", prev)):
             if type(v) is not int:
                 raise _Problem("bad field", f"'{name}' is not an integer: {v!r}", symbol)
@@ -1089,12 +1099,29 @@ class _Reader:
         st.has_u = True
         return [msg]
 
+    def _run_deferred(self) -> list:
+        """Process a REST snapshot that came before any message naming its symbol."""
+        path, line_no, obj, local_ts = self.deferred
+        self.deferred = None
+        here = self.path, self.line_no
+        self.path, self.line_no = path, line_no
+        try:
+            return self._binance_snapshot(obj, local_ts)
+        except _Problem as p:
+            self._problem(p.kind, p.reason, p.symbol)
+            return []
+        finally:
+            self.path, self.line_no = here
+
     def _binance_snapshot(self, obj: dict, local_ts: int) -> list:
         try:
             lid, ts, b, a = obj["lastUpdateId"], obj["T"], obj["bids"], obj["asks"]
         except KeyError as e:
             raise _Problem("missing field", f"REST snapshot is missing field {e.args[0]!r}") from None
-        symbol = self.binance_symbol or self.symbol or DEFAULT_SYMBOL
+        symbol = self.binance_symbol or self.symbol
+        if symbol is None:  # no stream message yet names the symbol: wait for the first diff
+            self.deferred = (self.path, self.line_no, obj, local_ts)
+            return []
         if not self._want(symbol):
             self.report.ignored_lines += 1
             return []
@@ -1155,12 +1182,17 @@ class _Reader:
         self.report.messages["bbo"] += 1
         return [BookTickerMessage(ts, symbol, u, bpt, bsz, apt, asz, st.tick, local_ts)]
 
-    def _finish_binance(self) -> None:
+    def _finish_binance(self) -> list:
+        out = []
+        if self.deferred is not None:  # a REST snapshot and no diff after it
+            self.binance_symbol = DEFAULT_SYMBOL
+            out = self._run_deferred()
         for symbol, pend in list(self.pending.items()):
             if pend:
                 del self.pending[symbol]
                 self.path = pend[0][0]
                 self._problem("no snapshot", f"{len(pend)} depth diffs of {symbol} but no REST snapshot to start from", None, line=pend[0][1])
+        return out
 
 
 class _Several(Exception):
@@ -1378,16 +1410,15 @@ class Replay:
                 if type(m) is SnapshotMessage:
                     snapshot_ts.append(m.ts)
                     snap = True
-                    last_book = m
-                elif type(m) is DeltaMessage:
-                    last_book = m
+                elif type(m) is not DeltaMessage:
+                    continue
+                last_book = m
+                if start_ts is None:
+                    start_ts = m.ts
             if last_book is None:
                 continue
             sym = last_book.symbol
-            ts = last_book.ts
-            if start_ts is None:
-                start_ts = ts
-            end_ts = ts
+            ts = end_ts = last_book.ts
             st = reader.states[sym]
             if not st.synced or st.need_first or reader.pending.get(sym):
                 continue
@@ -1519,6 +1550,7 @@ def _inspect(paths: list[Path], symbol: str | None) -> int:
     logger.disabled = True
     try:
         reader = _Reader(paths, symbol, "skip", None, include_bbo=True, report=report)
+        reader.any_symbol = True
         try:
             for batch in reader.batches():
                 for m in batch:
