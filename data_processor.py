@@ -854,6 +854,18 @@ class _Reader:
         msg = self._book(is_snap, symbol, ts, b, a, u, data.get("seq"), local_ts, "u")
         return [msg] if msg is not None else []
 
+    def _new_state(self, symbol: str, b: Any, a: Any) -> _SymState:
+        """State of a symbol's first snapshot: ``tick_size=`` or the tick inferred from it."""
+        tick = self._tick_for(symbol)
+        if tick is None:
+            try:
+                tick = infer_tick_size([lv[0] for lv in (b or [])] + [lv[0] for lv in (a or [])])
+            except (ValueError, TypeError, IndexError, KeyError) as e:
+                raise _Problem("bad value", f"cannot infer the tick size of {symbol} from its first snapshot: {e}", symbol) from None
+        st = self.states[symbol] = _SymState(tick)
+        self.report.symbols.add(symbol)
+        return st
+
     def _book(self, is_snap: bool, symbol: str, ts: int, b: Any, a: Any, u: int | None,
               seq: int | None, local_ts: int | None, u_name: str) -> Message | None:
         """Validate and convert one book message against its symbol's state (Bybit rules)."""
@@ -863,14 +875,7 @@ class _Reader:
                 self._problem("delta before snapshot", f"delta before any snapshot of {symbol}")
                 self.report.dropped_deltas += 1
                 return None
-            tick = self._tick_for(symbol)
-            if tick is None:
-                try:
-                    tick = infer_tick_size([lv[0] for lv in (b or [])] + [lv[0] for lv in (a or [])])
-                except (ValueError, TypeError, IndexError, KeyError) as e:
-                    raise _Problem("bad value", f"cannot infer the tick size of {symbol} from its first snapshot: {e}", symbol) from None
-            st = self.states[symbol] = _SymState(tick)
-            self.report.symbols.add(symbol)
+            st = self._new_state(symbol, b, a)
         if st.last_ts is not None and ts < st.last_ts:
             raise _Problem("time backwards",
                            f"timestamp goes backwards for {symbol}: {ts} < {st.last_ts}", symbol)
@@ -1053,7 +1058,7 @@ class _Reader:
         try:
             symbol = d["s"]
             ts, first, last, prev = d["T"], d["U"], d["u"], d["pu"]
-            b, a = d["b"], d["a"]
+            d["b"], d["a"]  # noqa: B018 - presence check; used by _binance_apply
         except KeyError as e:
             raise _Problem("missing field", f"missing field {e.args[0]!r}") from None
         self.binance_symbol = symbol
@@ -1130,17 +1135,7 @@ class _Reader:
         st = self.states.get(symbol)
         pending = self.pending.pop(symbol, [])
         if st is None:
-            tick = self._tick_for(symbol)
-            if tick is None:
-                try:
-                    tick = infer_tick_size([lv[0] for lv in b] + [lv[0] for lv in a])
-                except (ValueError, TypeError, IndexError) as e:
-                    raise _Problem("bad value", f"cannot infer the tick size of {symbol} from the REST snapshot: {e}", symbol) from None
-            new = _SymState(tick)
-            if st is not None:
-                new.last_ts = st.last_ts
-            st = self.states[symbol] = new
-            self.report.symbols.add(symbol)
+            st = self._new_state(symbol, b, a)
         st.last_u = None
         msg = self._book(True, symbol, ts, b, a, lid, None, local_ts, "lastUpdateId")
         if msg is None:
@@ -1594,6 +1589,15 @@ def _inspect(paths: list[Path], symbol: str | None) -> int:
     return 0
 
 
+def _top_row(book: _LightBook, depth: int, tick: float, ts: int) -> list:
+    """``[ts, bid_price_1, bid_size_1, ..., ask_price_1, ...]`` in price units, NaN-padded."""
+    r: list = [ts]
+    for side in book.top(depth):
+        for i in range(depth):
+            r += [side[i][0] * tick, side[i][1]] if i < len(side) else [float("nan"), 0.0]
+    return r
+
+
 def _export(paths: list[Path], symbol: str | None, depth: int, out: Path, every_ms: int | None) -> int:
     if depth <= 0:
         raise ValueError(f"--depth must be positive, got {depth}")
@@ -1607,12 +1611,7 @@ def _export(paths: list[Path], symbol: str | None, depth: int, out: Path, every_
     last_ts: int | None = None
 
     def row(ts: int) -> list:
-        bids, asks = book.top(depth)
-        r: list = [ts]
-        for side in (bids, asks):
-            for i in range(depth):
-                r += [side[i][0] * tick, side[i][1]] if i < len(side) else [float("nan"), 0.0]
-        return r
+        return _top_row(book, depth, tick, ts)
 
     for m in load_messages(paths, symbol, check_crossed=False):
         if type(m) is not SnapshotMessage and type(m) is not DeltaMessage:
