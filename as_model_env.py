@@ -13,6 +13,8 @@ Public names:
 - ``simulate(policy, config, n_paths, seed)``: run a ``baselines``-style policy on many
   independent paths at once (numpy-vectorised over paths) and return per-path results.
 - ``SimulationResult``: what ``simulate`` returns.
+- ``sample_market_orders(config, duration, seed)``: the model's own market-order flow (times,
+  sides, depths reached, prices, and the mid path), e.g. to test intensity calibration.
 
 Model, per step of length ``dt = T / n_steps`` (the order of ``mbt_gym``'s
 ``TradingEnvironment``: fills at the current mid, then the mid moves):
@@ -203,6 +205,46 @@ def simulate(policy: Any, config: ASModelConfig | None = None, n_paths: int = 10
     return SimulationResult(pnl=paths.cash + paths.q * paths.mid, reward=total,
                             final_inventory=paths.q.copy(), mean_spread=spread_sum / c.n_steps,
                             n_fills=fills, inventory_path=inv)
+
+
+def sample_market_orders(config: ASModelConfig | None = None, duration: float = 10.0,
+                         seed: int = 0, time_unit_ms: float = 1000.0) -> dict[str, np.ndarray]:
+    """Sample the market-order flow that the model's fill probabilities stand for.
+
+    Market orders arrive on each side as a Poisson process of rate ``A`` per time unit; each
+    walks the book to a depth ``D ~ Exponential(k)``, so it would fill a quote at depth
+    ``delta`` with probability ``P(D >= delta) = exp(-k * delta)``: the intensity of orders
+    reaching ``delta`` is ``A * exp(-k * delta)``. The mid is the model's Brownian motion on
+    the grid of ``n_steps / terminal_time`` steps per time unit.
+
+    Args:
+        config: model parameters (``A``, ``k``, ``sigma``, ``s0``, step length).
+        duration: time units to sample.
+        seed: random seed.
+        time_unit_ms: milliseconds per time unit in the returned timestamps.
+
+    Returns:
+        Dict of arrays: ``ts`` (ms), ``side`` (+1 buy / -1 sell), ``depth``, ``price``
+        (``mid + side * depth``, the deepest price reached), ``mid_ts`` (ms), ``mid``.
+
+    >>> flow = sample_market_orders(ASModelConfig(A=100.0), duration=10.0, seed=1)
+    >>> 1800 < len(flow["ts"]) < 2200   # about 2 sides * A * duration
+    True
+    """
+    c = config or ASModelConfig()
+    if not duration > 0:
+        raise ValueError(f"duration must be > 0, got {duration}")
+    rng = np.random.Generator(np.random.PCG64(seed))
+    n_grid = int(math.ceil(duration / c.dt))
+    mid_t = np.arange(n_grid + 1) * c.dt
+    mid = c.s0 + np.concatenate(([0.0], np.cumsum(c.sigma * math.sqrt(c.dt) * rng.standard_normal(n_grid))))
+    n = rng.poisson(2.0 * c.A * duration)
+    t = np.sort(rng.uniform(0.0, duration, n))
+    side = np.where(rng.random(n) < 0.5, 1, -1)
+    depth = rng.exponential(1.0 / c.k, n)
+    m_at = mid[np.minimum(np.searchsorted(mid_t, t, side="right") - 1, n_grid)]
+    return {"ts": t * time_unit_ms, "side": side, "depth": depth, "price": m_at + side * depth,
+            "mid_ts": mid_t * time_unit_ms, "mid": mid}
 
 
 class AvellanedaStoikovEnv(gym.Env):
