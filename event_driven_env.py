@@ -238,9 +238,9 @@ class EnvConfig:
                 raise ValueError(f"EnvConfig.{name}={getattr(self, name)!r} is not one of markout_horizons_ms {self.markout_horizons_ms}")
         if self.maker_fee_bps < -self.taker_fee_bps:
             warnings.warn(f"maker rebate {self.maker_fee_bps} bps exceeds the taker fee {self.taker_fee_bps} bps: "
-                          "crossing the spread against yourself would pay", stacklevel=3)
+                          "crossing the spread against yourself would pay", stacklevel=4)
         if self.entry_latency_ms == 0 and self.cancel_latency_ms == 0:
-            warnings.warn("zero order latency: fills will be optimistic", stacklevel=3)
+            warnings.warn("zero order latency: fills will be optimistic", stacklevel=4)
 
     @property
     def feature_config(self) -> FeatureConfig:
