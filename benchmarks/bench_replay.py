@@ -26,7 +26,7 @@ Printed per input:
 Then, on the synthetic file and the Binance file: the cost of building the ``Replay``
 checkpoints (cold, no cache), of opening it again (warm cache) and of ``Replay.start_at`` at
 random times; and the peak RSS of a streaming replay of two synthetic files of different
-length, each in a fresh subprocess (``resource.getrusage(RUSAGE_SELF).ru_maxrss``).
+length, each in a fresh subprocess (``VmHWM`` of ``/proc/self/status``, the kernel's peak RSS).
 
 Usage::
 
@@ -240,18 +240,33 @@ def bench_checkpoints(name: str, path: Path, starts: int, seed: int) -> dict:
         }
 
 
+def _memory_mb() -> tuple[float, float]:
+    """(current RSS, peak RSS) of this process in MB.
+
+    Linux: ``VmRSS``/``VmHWM`` from ``/proc/self/status``. ``ru_maxrss`` is not used there
+    because Linux carries it over ``fork``+``exec`` from the parent (which holds the benchmark's
+    in-memory lines), so a child would report the parent's peak.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+        return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux, bytes on macOS
+    return peak, peak
+
+
 def rss_child(path: str) -> None:
-    """Subprocess body: stream one file through loader + book, print peak RSS as JSON."""
-    before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # imports only
+    """Subprocess body: stream one file through loader + book, print memory figures as JSON."""
+    after_imports, _ = _memory_mb()
     t0 = time.perf_counter()
-    lines = 0
+    n = 0
     book = OrderBook()
     for msg in dp.load_messages(path):
         book.apply(msg)
-        lines += 1
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(json.dumps({"messages": lines, "seconds": time.perf_counter() - t0,
-                      "rss_after_imports_mb": before_kb / 1024, "peak_rss_mb": peak_kb / 1024}))
+        n += 1
+    current, peak = _memory_mb()
+    print(json.dumps({"messages": n, "seconds": time.perf_counter() - t0, "rss_after_imports_mb": after_imports,
+                      "rss_end_mb": current, "peak_rss_mb": peak}))
 
 
 def bench_rss(hours_list: list[float], seed: int) -> list[dict]:
