@@ -136,8 +136,9 @@ def calibrate_intensity(trade_ts: Any, trade_price: Any, trade_side: Any, mid_ts
     Fills with the same timestamp and side are one aggressive order; its depth is the
     furthest fill from the mid in force just before it (``side * (price - mid)``). The rate of
     orders reaching at least depth ``delta`` (per second and side) is regressed in logs on a
-    grid of depths between 0 and the 95th percentile (points with fewer than ``min_count``
-    orders are dropped), as in Avellaneda & Stoikov (2008) section 2.3.
+    grid of depths: the distinct depths observed when there are at most ``n_points`` of them
+    (tick data), else ``n_points`` quantiles from 0 to 95 %; points with fewer than
+    ``min_count`` orders are dropped (AS 2008 section 2.3 motivates the exponential form).
 
     Args:
         trade_ts: trade times, ms (any order; sorted here).
@@ -161,7 +162,7 @@ def calibrate_intensity(trade_ts: Any, trade_price: Any, trade_side: Any, mid_ts
     >>> depth = rng.exponential(1 / 2.0, n)       # k = 2 per unit, A = n / 1000 s / 2 sides = 10
     >>> fit = calibrate_intensity(t, 100 + side * depth, side, [0.0, 1e6], [100.0, 100.0])
     >>> round(fit.A, 1), round(fit.k, 1)
-    (9.9, 2.0)
+    (10.0, 2.0)
     """
     t = np.asarray(trade_ts, dtype=np.float64)
     p = np.asarray(trade_price, dtype=np.float64)
@@ -185,21 +186,28 @@ def calibrate_intensity(trade_ts: Any, trade_price: Any, trade_side: Any, mid_ts
     duration = float(duration_s) if duration_s is not None else (mt[-1] - mt[0]) / 1000.0
     if duration <= 0:
         raise ValueError(f"calibrate_intensity: non-positive duration {duration}")
-    d = np.maximum(d, 0.0)
-    hi = float(np.quantile(d, 0.95)) if len(d) else 0.0
-    grid = np.linspace(0.0, hi, n_points)
-    counts = np.array([(d >= g).sum() for g in grid])
+    d = np.sort(np.maximum(d, 0.0))
+    if len(d) == 0:
+        raise ValueError("calibrate_intensity: no trade has a mid before it")
+    levels = np.unique(np.round(d, 9))
+    if len(levels) <= n_points:  # tick data: depths sit on a few half-tick levels
+        grid = levels
+    else:
+        grid = np.unique(np.quantile(d, np.linspace(0.0, 0.95, n_points)))
+    counts = len(d) - np.searchsorted(d, grid - 1e-9, side="left")  # orders reaching >= grid
     keep = counts >= min_count
     grid_k, counts_k = grid[keep], counts[keep]
-    if len(np.unique(grid_k)) < 3:
-        raise ValueError(f"calibrate_intensity: {len(d)} orders over too few distinct depths "
-                         f"(95th percentile {hi:.3g}) to fit an exponential")
+    if len(grid_k) < 3:
+        raise ValueError(f"calibrate_intensity: {len(d)} orders reach only {len(grid_k)} depth level(s) "
+                         f"with >= {min_count} orders; at least 3 are needed to fit an exponential")
     rates = counts_k / duration / 2.0
     slope, intercept = np.polyfit(grid_k, np.log(rates), 1)
     pred = intercept + slope * grid_k
     resid = np.log(rates) - pred
     ss = float(((np.log(rates) - np.log(rates).mean()) ** 2).sum())
     r2 = 1.0 - float((resid**2).sum()) / ss if ss > 0 else 1.0
+    if not -slope > 0:
+        raise ValueError(f"calibrate_intensity: fitted k = {-slope:.3g} <= 0 (orders do not thin out with depth)")
     return IntensityFit(A=float(math.exp(intercept)), k=float(-slope), depths=grid_k, rates=rates,
                         r2=r2, n_orders=int(len(d)))
 
@@ -256,6 +264,9 @@ def calibrate_from_file(path: str | os.PathLike | list, symbol: str | None = Non
 class OnlineVolatility:
     """Sigma of the mid (price units per sqrt(second)), EWMA of squared changes per second.
 
+    The EWMA is bias-corrected (divided by the sum of its weights), so the first observations
+    are not pulled towards an arbitrary starting value.
+
     >>> v = OnlineVolatility(halflife_s=60.0, initial=0.0)
     >>> for i in range(601): v.update(i * 1000, 100.0 + (0.1 if i % 2 else 0.0))
     >>> round(v.sigma, 3)
@@ -263,9 +274,12 @@ class OnlineVolatility:
     """
 
     def __init__(self, halflife_s: float = 300.0, initial: float | None = None) -> None:
+        if not halflife_s > 0:
+            raise ValueError(f"halflife_s must be > 0, got {halflife_s}")
         self.halflife_s = halflife_s
         self.initial = initial
-        self.var: float | None = None if initial is None else initial**2
+        self._num = 0.0  # bias-corrected EWMA: decayed sums of w * x and of w
+        self._den = 0.0
         self._last: tuple[float, float] | None = None
 
     def reset(self) -> None:
@@ -281,14 +295,17 @@ class OnlineVolatility:
             if dt > 0:
                 inst = (mid - self._last[1]) ** 2 / dt
                 w = 1.0 - math.exp(-dt * math.log(2) / self.halflife_s)
-                self.var = inst if self.var is None else (1 - w) * self.var + w * inst
+                self._num = (1 - w) * self._num + w * inst
+                self._den = (1 - w) * self._den + w
         if self._last is None or ts_ms >= self._last[0]:
             self._last = (ts_ms, mid)
 
     @property
     def sigma(self) -> float | None:
-        """Current estimate, or None before two observations (and no ``initial``)."""
-        return None if self.var is None else math.sqrt(self.var)
+        """Current estimate, or ``initial`` (None if not given) before two observations."""
+        if self._den == 0.0:
+            return self.initial
+        return math.sqrt(self._num / self._den)
 
 
 # ------------------------------------------------------------------------------ policies
@@ -339,7 +356,7 @@ class _QuotingPolicy:
 
 
 class RandomPolicy:
-    """Uniformly random actions from the env's action space (seeded)."""
+    """Uniformly random actions from the env's action space (seeded; vectorised over paths)."""
 
     def __init__(self, action_space: Any, seed: int = 0) -> None:
         self.action_space = action_space
@@ -349,14 +366,17 @@ class RandomPolicy:
 
     def reset(self) -> None:
         """Reseed, so every episode draws the same sequence for the same seed."""
-        self.action_space.seed(self.seed)
+        self.rng = np.random.default_rng(self.seed)
 
     def act(self, obs: Any, info: dict) -> Any:
         """A random action (one per path in the vectorised AS simulator)."""
         m = info["market"]
-        if m.get("action_units") == "depth" and np.ndim(m["mid"]):
-            return np.stack([self.action_space.sample() for _ in range(len(m["mid"]))])
-        return self.action_space.sample()
+        shape: tuple[int, ...] = (len(m["mid"]),) if m.get("action_units") == "depth" and np.ndim(m["mid"]) else ()
+        sp = self.action_space
+        if self.action_mode == "discrete":
+            return self.rng.integers(0, sp.n, size=shape or None)
+        a = self.rng.uniform(sp.low, sp.high, size=shape + tuple(sp.shape))
+        return a.astype(sp.dtype)
 
 
 class FixedSpreadPolicy(_QuotingPolicy):
