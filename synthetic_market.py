@@ -742,7 +742,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--symbol", default="ETHUSDT", help="symbol to read from the real file(s)")
         parser.add_argument("--synthetic", type=Path, default=None,
                             help="synthetic file (default: generate --hours with --seed into data/)")
-        parser.add_argument("--hours", type=float, default=0.5)
+        parser.add_argument("--hours", type=float, default=2.0, help="hours of the generated synthetic file")
         parser.add_argument("--seed", type=int, default=7)
         args = parser.parse_args(argv[1:])
         synth = args.synthetic or default_dataset("data", hours=args.hours, seed=args.seed)
