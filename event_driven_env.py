@@ -809,11 +809,11 @@ class MarketMakingEnv(gym.Env):
         self._replay = Replay(paths, config.symbol, tick_size=config.tick_size, cache_dir=config.cache_dir)
         self.symbol = self._replay.symbol
         self.tick_size = float(self._replay.tick_size)
-        self._scan_data(load_messages(paths, symbol=self.symbol, tick_size=self.tick_size))
+        self._scan_data(load_messages(paths, symbol=config.symbol, tick_size=config.tick_size))
         self.order_size = float(config.order_size) if config.order_size else self._auto_order_size
         if config.lot_size:
             self.lot_size = float(config.lot_size)
-        self.order_size = max(self.lot_size, round(self.order_size / self.lot_size) * self.lot_size)
+        self.order_size = round(max(self.lot_size, round(self.order_size / self.lot_size) * self.lot_size), 10)
         self.max_inventory_units = config.max_inventory * self.order_size
         vpin_v = config.vpin_bucket_volume or max(self.lot_size, 20 * self._median_trade)
         self._feature_config = replace(config.feature_config, vpin_bucket_volume=vpin_v)
