@@ -271,9 +271,12 @@ class RolloutBuffer:
         assert self.pos == self.n_steps, "rollout not full"
         self.next_values[:-1] = np.where(self._override[:-1], self.next_values[:-1], self.values[1:])
         self.next_values[-1] = np.where(self._override[-1], self.next_values[-1], last_values)
-        self.advantages, self.returns = compute_gae(
+        adv, ret = compute_gae(
             self.rewards, self.values, self.next_values, self.terminated, self.dones, gamma, gae_lambda
         )
+        # Reset-only (masked) steps carry no transition: zero advantage, return = value.
+        self.advantages = adv * self.mask
+        self.returns = np.where(self.mask > 0, ret, self.values).astype(np.float32)
 
     def reset(self) -> None:
         """Start a new rollout."""
@@ -645,6 +648,7 @@ class PPOAgent:
             logger.warning("rollout size %d is not a multiple of batch_size %d: the remainder is skipped each epoch",
                            cfg.n_steps * n_envs, cfg.batch_size)
         buf = RolloutBuffer(cfg.n_steps, n_envs, self.observation_space, self.action_space)
+        self.rollout_buffer = buf  # kept for inspection (tests, diagnostics), as SB3 does
         # Seeded reset: seed + num_updates so that a resumed run does not replay old episodes.
         obs, _ = envs.reset(seed=self.seed + self.num_updates)
         prev_done = np.zeros(n_envs, bool)
@@ -805,7 +809,7 @@ class PPOAgent:
             "ret_rms": self.ret_rms.state_dict() if self.ret_rms else None,
             "has_optimizer": include_optimizer,
         }
-        tmp = d / ".model.weights.tmp.h5"
+        tmp = d / ".tmp.model.weights.h5"  # Keras insists on the .weights.h5 suffix
         self.model.save_weights(tmp)  # Keras writes h5 itself; renamed atomically below
         atomic_write_bytes(d / "model.weights.h5", tmp.read_bytes())
         tmp.unlink()
