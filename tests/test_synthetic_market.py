@@ -105,22 +105,29 @@ def test_replays_exactly_own_json_replay():
 
 
 def test_passes_data_layer_validation_and_order_book_replay(synth_file):
+    """Line by line: the data layer yields one book message per book line and one trade per
+    fill, with the same prices/sizes/sides, and OrderBook equals a plain replay after each."""
     data_processor = pytest.importorskip("data_processor")
     order_book = pytest.importorskip("order_book")
     report = data_processor.LoadReport()
+    msgs = data_processor.load_messages(synth_file, on_error="raise", report=report)
     book = order_book.OrderBook("ETHUSDT", 0.01)
     ref_bids: dict[int, int] = {}
     ref_asks: dict[int, int] = {}
-    lines = iter(synth_file.read_bytes().splitlines())
     n_trades = 0
-    for msg in data_processor.load_messages(synth_file, on_error="raise", report=report):
-        raw = orjson.loads(next(lines))
-        kind = type(msg).__name__
-        if kind == "TradeMessage":
-            assert raw["topic"].startswith("publicTrade.")
-            n_trades += 1
+    for line in synth_file.read_bytes().splitlines():
+        raw = orjson.loads(line)
+        if raw["topic"].startswith("publicTrade."):
+            for t in raw["data"]:
+                msg = next(msgs)
+                assert type(msg).__name__ == "TradeMessage"
+                assert (msg.ts, msg.price, round(msg.size * 100)) == (t["T"], _ticks(t["p"]), _lots(t["v"]))
+                assert msg.side == (1 if t["S"] == "Buy" else -1)
+                n_trades += 1
             continue
-        assert msg.tick_size == pytest.approx(0.01)
+        msg = next(msgs)
+        assert type(msg).__name__ == ("SnapshotMessage" if raw["type"] == "snapshot" else "DeltaMessage")
+        assert msg.tick_size == pytest.approx(0.01) and msg.update_id == raw["data"]["u"]
         if raw["type"] == "snapshot":
             ref_bids.clear()
             ref_asks.clear()
@@ -134,6 +141,7 @@ def test_passes_data_layer_validation_and_order_book_replay(synth_file):
         book.check_invariants()
         assert {p: round(s * 100) for p, s in book.bids.items()} == ref_bids
         assert {p: round(s * 100) for p, s in book.asks.items()} == ref_asks
+    assert next(msgs, None) is None
     assert n_trades > 0
 
 
