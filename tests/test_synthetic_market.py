@@ -105,6 +105,20 @@ def test_replays_exactly_own_json_replay():
 
 
 def test_passes_data_layer_validation_and_order_book_replay(synth_file):
+    assert _check_against_data_layer(synth_file) > 0
+
+
+def test_data_layer_on_multi_level_sweeps(tmp_path):
+    """Large market orders walk several levels: one message, several fills."""
+    cfg = sm.SyntheticMarketConfig(market_size_median_lots=5000.0, market_rate_per_s=1.0)
+    path = sm.generate_file(tmp_path / "big.jsonl", 0.005, seed=8, config=cfg)
+    multi = [m for m in map(orjson.loads, path.read_bytes().splitlines())
+             if m["topic"].startswith("publicTrade.") and len(m["data"]) > 1]
+    assert multi
+    assert _check_against_data_layer(path) > len(multi)
+
+
+def _check_against_data_layer(synth_file: Path) -> int:
     """Line by line: the data layer yields one book message per book line and one trade per
     fill, with the same prices/sizes/sides, and OrderBook equals a plain replay after each."""
     data_processor = pytest.importorskip("data_processor")
@@ -142,7 +156,7 @@ def test_passes_data_layer_validation_and_order_book_replay(synth_file):
         assert {p: round(s * 100) for p, s in book.bids.items()} == ref_bids
         assert {p: round(s * 100) for p, s in book.asks.items()} == ref_asks
     assert next(msgs, None) is None
-    assert n_trades > 0
+    return n_trades
 
 
 def test_aggressor_first_fill_at_touch(synth_file):
