@@ -59,7 +59,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from operator import sub
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -374,29 +374,47 @@ def price_to_ticks(price: str | float, tick_size: float) -> int:
     return r
 
 
-def _levels(raw: Any, inv: float) -> list[tuple[int, float]]:
+def _levels(raw: Any, inv: float, cache: dict) -> list[tuple[int, float]]:
     """Fast path: ``[[price, size], ...]`` → ``[(ticks, size), ...]``; ``_Bad`` on any defect.
 
-    A few C-level passes (comprehensions, ``map``, ``min``/``max``/``sum``) check the whole
-    message at once; the slow ``_diagnose_levels`` runs only to word an error.
+    Prices repeat (a book lives near the mid), so each distinct price text is converted and
+    checked (finite, positive, on the tick grid) once and then looked up in ``cache``; sizes
+    are parsed with one comprehension and checked for all levels at once (``min``/``sum``
+    catch negative, NaN and infinite sizes). The slow ``_diagnose_levels`` only words errors.
     """
     if not raw:
         if raw is None or isinstance(raw, list):
             return []
         raise _Bad
     try:
-        xs = [float(p) * inv for p, _ in raw]
-        ss = [float(s) for _, s in raw]
-        ticks = list(map(round, xs))
+        try:
+            out = [(cache[p], float(s)) for p, s in raw]
+        except KeyError:
+            _fill_cache(raw, inv, cache)
+            out = [(cache[p], float(s)) for p, s in raw]
+        sizes = list(map(_SECOND, out))
     except (TypeError, ValueError, OverflowError):
         raise _Bad from None
-    if (
-        max(map(abs, map(sub, xs, ticks))) > _GRID_TOL
-        or min(ticks) <= 0
-        or not (min(ss) >= 0.0 and sum(ss) < _INF)
-    ):
+    if not (min(sizes) >= 0.0 and sum(sizes) < _INF):
         raise _Bad
-    return list(zip(ticks, ss, strict=True))
+    return out
+
+
+_SECOND = itemgetter(1)
+_CACHE_LIMIT = 1 << 20  # distinct price texts kept per symbol before the cache is cleared
+
+
+def _fill_cache(raw: list, inv: float, cache: dict) -> None:
+    """Convert and check the prices of ``raw`` missing from ``cache`` (``_Bad`` on a defect)."""
+    if len(cache) > _CACHE_LIMIT:
+        cache.clear()
+    for p, _ in raw:
+        if p not in cache:
+            x = float(p) * inv
+            r = round(x)
+            if abs(x - r) > _GRID_TOL or r <= 0:
+                raise _Bad
+            cache[p] = r
 
 
 class _Bad(Exception):
@@ -575,11 +593,12 @@ class _SymState:
     """Per-symbol loader state: tick, continuity, the light book, Binance sync."""
 
     __slots__ = ("tick", "inv", "last_u", "last_ts", "synced", "book", "has_u",
-                 "lid", "need_first")
+                 "lid", "need_first", "pcache")
 
     def __init__(self, tick: float) -> None:
         self.tick = tick
         self.inv = _inverse_tick(tick)
+        self.pcache: dict = {}  # price text -> validated ticks
         self.last_u: int | None = None
         self.last_ts: int | None = None
         self.synced = False  # a snapshot was applied and no problem since
@@ -887,8 +906,8 @@ class _Reader:
                 raise _Problem("gap", f"gap in update ids of {symbol}: {u_name}={u} after {st.last_u} (expected {st.last_u + 1})", symbol)
         inv = st.inv
         try:
-            bids = _levels(b, inv)
-            asks = _levels(a, inv)
+            bids = _levels(b, inv, st.pcache)
+            asks = _levels(a, inv, st.pcache)
         except _Bad:
             reason = _diagnose_levels(b, inv, st.tick, "b")
             if reason == "invalid levels in 'b'":
@@ -1171,7 +1190,7 @@ class _Reader:
             self.report.ignored_lines += 1  # no tick size before the REST snapshot
             return []
         try:
-            (bpt, bsz), (apt, asz) = _levels([[bp, bs], [ap, as_]], st.inv)
+            (bpt, bsz), (apt, asz) = _levels([[bp, bs], [ap, as_]], st.inv, st.pcache)
         except _Bad:
             raise _Problem("bad value", _diagnose_levels([[bp, bs], [ap, as_]], st.inv, st.tick, "bookTicker")) from None
         self.report.messages["bbo"] += 1
