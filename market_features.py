@@ -219,16 +219,19 @@ def depth_slope(distances: np.ndarray, sizes: np.ndarray) -> float:
     >>> depth_slope(np.array([0.0, 1.0, 2.0]), np.array([1.0, 2.0, 3.0]))   # cum 1, 3, 6
     2.5
     """
-    mask = sizes > 0
-    if mask.sum() < 2:
+    n = int(np.count_nonzero(sizes > 0))
+    if n < 2:
         return 0.0
-    x = distances[mask]
-    y = np.cumsum(sizes[mask])
-    xm = x - x.mean()
-    den = float(xm @ xm)
+    if n < len(sizes):
+        keep = sizes > 0
+        x, y = distances[keep], np.cumsum(sizes[keep])
+    else:
+        x, y = distances, np.cumsum(sizes)
+    sx, sy = float(x.sum()), float(y.sum())
+    den = n * float(x @ x) - sx * sx
     if den <= 0:
         return 0.0
-    return float(xm @ (y - y.mean())) / den
+    return (n * float(x @ y) - sx * sy) / den
 
 
 class MarketFeatures:
