@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -279,17 +280,22 @@ class OrderBook:
         """
         if n < 0:
             raise ValueError(f"depth n must be >= 0, got {n!r}")
-        out_bids = np.zeros((n, 2), dtype=np.float64)
-        out_asks = np.zeros((n, 2), dtype=np.float64)
         bids, asks = self.bids, self.asks
-        if n and bids:
-            keys = bids.keys()[-1 : -n - 1 : -1] if n < len(bids) else list(reversed(bids.keys()))
-            out_bids[: len(keys), 0] = keys
-            out_bids[: len(keys), 1] = [bids[k] for k in keys]
-        if n and asks:
-            keys = asks.keys()[:n]
-            out_asks[: len(keys), 0] = keys
-            out_asks[: len(keys), 1] = [asks[k] for k in keys]
+        # irange walks the sorted key list's sublists directly; positional access (keys()[i],
+        # slices, reversed(keys())) would build sortedcontainers' positional index, which every
+        # later insert/remove then has to maintain. One flat list and one numpy assignment per
+        # side is the cheapest fill (measured ~2x faster than column-wise assignment).
+        flat_bids: list[float] = []
+        for price in islice(bids.irange(reverse=True), n):
+            flat_bids += (price, bids[price])
+        flat_asks: list[float] = []
+        for price in islice(asks.irange(), n):
+            flat_asks += (price, asks[price])
+        out_bids = np.zeros(2 * n, dtype=np.float64)
+        out_asks = np.zeros(2 * n, dtype=np.float64)
+        out_bids[: len(flat_bids)] = flat_bids
+        out_asks[: len(flat_asks)] = flat_asks
+        out_bids, out_asks = out_bids.reshape(n, 2), out_asks.reshape(n, 2)
         return out_bids, out_asks
 
     # ----------------------------------------------------------- price queries

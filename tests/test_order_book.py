@@ -80,6 +80,9 @@ def test_snapshot_queries():
     np.testing.assert_array_equal(bids, [[100, 3.0]])
     np.testing.assert_array_equal(asks, [[101, 1.0]])
     assert book.depth(0)[0].shape == (0, 2)
+    # depth() must not build sortedcontainers' positional index (it would tax every later
+    # insert/remove of the hot path).
+    assert not book.bids._list._index and not book.asks._list._index
     book.check_invariants()
 
 
