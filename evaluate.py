@@ -33,6 +33,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -475,6 +476,7 @@ def run_evaluation(
     visualize_first: bool = False,
     progress: bool = True,
     extra_meta: dict[str, Any] | None = None,
+    env_cache: dict[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Evaluate ``policies`` and write ``out_dir`` (summary, episodes, plots, meta).
 
@@ -488,9 +490,16 @@ def run_evaluation(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    episodes, step_pnls, traces = evaluate_policies(
-        policies, env_config, n_episodes, seed, trace_first=visualize_first, progress=progress
-    )
+    cache = {} if env_cache is None else env_cache
+    try:
+        episodes, step_pnls, traces = evaluate_policies(
+            policies, env_config, n_episodes, seed, trace_first=visualize_first, progress=progress,
+            env_cache=cache,
+        )
+    finally:
+        if env_cache is None:
+            for env in cache.values():
+                env.close()
     summary = summarise(episodes, step_pnls, env_config.episode_length_s,
                         env_config.decision_interval_ms, seed=seed)
     utils.atomic_write_text(out / "evaluation_summary.csv", summary.to_csv(index=False))
@@ -551,16 +560,76 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def add_env_overrides(p: argparse.ArgumentParser) -> dict[str, str]:
+    """Add the EnvConfig flags that override the model's saved env settings.
+
+    For example a shorter ``--episode_length_s`` for a short recording. Settings that change
+    the observation or action spaces are refused when a model is given.
+    """
+    from event_driven_env import EnvConfig
+
+    return utils.add_dataclass_arguments(
+        p, EnvConfig, title="environment overrides (EnvConfig; default: the model's training settings)",
+        exclude=("data_path", "symbol", "time_range", "seed"))
+
+
 def build_policies(
-    agent: Any, env_config: Any, baseline_names: Sequence[str] | None, seed: int
+    agent: Any,
+    env_config: Any,
+    baseline_names: Sequence[str] | None,
+    seed: int,
+    env_cache: dict[str, Any] | None = None,
+    calibration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``{"agent": AgentPolicy, <baseline>: policy, ...}`` for the requested baselines."""
+    """``{"agent": AgentPolicy, <baseline>: policy, ...}`` for the requested baselines.
+
+    The baselines quote ``[bid_offset, ask_offset]`` ticks, so they are built for (and later
+    run in) the ``continuous`` action mode of the same env config. AS and GLFT need the
+    order-arrival intensity ``lambda(delta) = A exp(-k delta)``: it is fitted with
+    ``baselines.calibrate_from_file`` on ``calibration`` (``{"data_path", "symbol",
+    "time_range"}``: the *training* part of the data, so that the baselines see no more of
+    the future than the agent did); if the fit fails, AS/GLFT fall back to A = k = 1 per
+    tick with a warning.
+
+    Args:
+        agent: a ``PPOAgent`` or ``None``.
+        env_config: the evaluation ``EnvConfig``.
+        baseline_names: names to build (``None`` = all).
+        seed: seed of the random baseline.
+        env_cache: where the continuous-mode env is kept for ``evaluate_policies``.
+        calibration: data for the intensity fit, or ``None`` for no fit.
+
+    Returns:
+        The policies by name.
+
+    Raises:
+        utils.CliError: for an unknown baseline name, or nothing to evaluate.
+    """
     import baselines as bl
 
     policies: dict[str, Any] = {}
     if agent is not None:
         policies["agent"] = AgentPolicy(agent, env_config.action_mode)
-    available = _make_baselines(bl, env_config, seed)
+    if baseline_names is not None and not baseline_names:
+        if not policies:
+            raise utils.CliError("nothing to evaluate: give --model_path or at least one baseline")
+        return policies
+    cache = {} if env_cache is None else env_cache
+    if "continuous" not in cache:
+        cache["continuous"] = make_env(dataclasses.replace(env_config, action_mode="continuous"))
+    fit = None
+    if calibration is not None and baseline_names_need_fit(baseline_names):
+        try:
+            fit = bl.calibrate_from_file(calibration["data_path"], symbol=calibration.get("symbol"),
+                                         time_range=tuple(calibration.get("time_range", (0.0, 1.0))))
+            logger.info("AS/GLFT intensity fit: A=%.4g /s, k=%.4g /tick (r2 %.2f, %d orders)",
+                        fit.A, fit.k, fit.r2, fit.n_orders)
+        except ValueError as exc:
+            logger.warning("AS/GLFT intensity fit failed (%s): using A = k = 1 per tick", exc)
+    with warnings.catch_warnings():
+        if fit is None:
+            warnings.simplefilter("ignore", UserWarning)  # already logged above
+        available = dict(bl.make_baselines(cache["continuous"], fit=fit, seed=seed))
     names = list(available) if baseline_names is None else list(baseline_names)
     unknown = [n for n in names if n not in available]
     if unknown:
@@ -571,18 +640,9 @@ def build_policies(
     return policies
 
 
-def _make_baselines(bl: Any, env_config: Any, seed: int) -> dict[str, Any]:
-    import inspect
-
-    params = inspect.signature(bl.make_baselines).parameters
-    kwargs: dict[str, Any] = {}
-    if "env_config" in params:
-        kwargs["env_config"] = env_config
-    elif "config" in params:
-        kwargs["config"] = env_config
-    if "seed" in params:
-        kwargs["seed"] = seed
-    return dict(bl.make_baselines(**kwargs))
+def baseline_names_need_fit(names: Sequence[str] | None) -> bool:
+    """Whether the requested baselines include one that uses the intensity fit (AS, GLFT)."""
+    return names is None or any(n in ("avellaneda_stoikov", "glft") for n in names)
 
 
 def resolve_env_config(
@@ -625,21 +685,24 @@ def resolve_env_config(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
-    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
-        return _main(args)
+        parser = build_parser()
+        env_map = add_env_overrides(parser)
+        args = parser.parse_args(argv)
+        return _main(args, env_map)
     except KeyboardInterrupt:
         print("evaluate.py: interrupted", file=sys.stderr)
         return 130
     except (utils.CliError, ValueError, OSError) as exc:
-        if args.debug:
+        if debug:
             raise
         print(f"evaluate.py: error: {exc}", file=sys.stderr)
         return 2
 
 
-def _main(args: argparse.Namespace) -> int:
+def _main(args: argparse.Namespace, env_map: dict[str, str]) -> int:
     if args.num_episodes < 1:
         raise utils.CliError(f"--num_episodes must be >= 1, got {args.num_episodes}")
     agent, saved = (None, None)
@@ -652,21 +715,56 @@ def _main(args: argparse.Namespace) -> int:
         return Path(default_dataset())
 
     env_config = resolve_env_config(saved, args, default_data)
-    policies = build_policies(agent, env_config, args.baselines, args.seed)
+    env_config = utils.dataclass_from_args(type(env_config), args, env_map, base=env_config)
+    env_cache: dict[str, Any] = {}
+    if agent is not None:
+        env = env_cache[env_config.action_mode] = make_env(env_config)
+        check_spaces(agent, env)
+    calibration = calibration_data(saved, env_config, args)
+    policies = build_policies(agent, env_config, args.baselines, args.seed, env_cache, calibration)
     name = args.name or (_run_name_of(args.model_path) if args.model_path else "baselines")
     out = Path(args.out_dir) / f"{name}_{time.strftime('%Y%m%d-%H%M%S')}"
     data_files = resolve_data_paths(env_config.data_path)
     summary, _ = run_evaluation(
         policies, env_config, out, n_episodes=args.num_episodes, seed=args.seed,
-        visualize_first=args.visualize_first, progress=not args.no_progress,
-        extra_meta={"model_path": args.model_path, "command": sys.argv,
+        visualize_first=args.visualize_first, progress=not args.no_progress, env_cache=env_cache,
+        extra_meta={"model_path": args.model_path, "command": sys.argv, "calibration": calibration,
                     "data_files": [{"path": str(p), "sha256": utils.sha256_file(p)} for p in data_files]},
     )
+    for env in env_cache.values():
+        env.close()
     print(format_table(summary))
     ann = summary["annualisation"].iloc[0] if len(summary) else ""
     print(f"Sharpe/Sortino annualisation: {ann}")
     print(f"wrote {out}")
     return 0
+
+
+def check_spaces(agent: Any, env: Any) -> None:
+    """Refuse an env whose observation/action spaces differ from the agent's (clear message)."""
+    for what in ("observation_space", "action_space"):
+        a, e = getattr(agent, what), getattr(env, what)
+        if a != e:
+            raise utils.CliError(f"the evaluation env's {what} {e} differs from the model's {a}: "
+                                 "only data, symbol, range and episode/cost settings may change")
+
+
+def calibration_data(saved: dict[str, Any] | None, env_config: Any, args: argparse.Namespace
+                     ) -> dict[str, Any]:
+    """Data on which AS/GLFT fit their intensity.
+
+    The run's training part of the same data; with another recording (``--data_path``), the
+    evaluation range itself (in-sample for the baselines).
+    """
+    train = (saved or {}).get("env_config") or {}
+    if not args.data_path and train.get("data_path"):
+        return {"data_path": train["data_path"], "symbol": train.get("symbol"),
+                "time_range": list(train.get("time_range", (0.0, 1.0)))}
+    if args.data_path:
+        logger.info("AS/GLFT intensity is fitted on the evaluation range itself (in-sample for "
+                    "the baselines)")
+    return {"data_path": env_config.data_path, "symbol": env_config.symbol,
+            "time_range": list(env_config.time_range)}
 
 
 def _run_name_of(model_path: str) -> str:

@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import platform
+import re
 import shutil
 import signal
 import sys
@@ -42,11 +43,11 @@ import utils
 logger = logging.getLogger(__name__)
 
 LOG_COLUMNS: tuple[str, ...] = (
-    "update", "timesteps", "wall_s", "reward", "ep_len", "episodes", "pnl", "fill_ratio",
+    "update", "timesteps", "wall_s", "reward", "ep_len", "pnl", "fill_ratio",
     "adverse_selection_ratio", "maker_volume_ratio", "inventory_abs_mean", "inventory_max_abs",
     "markout_bps_1s", "fees", "policy_loss", "value_loss", "entropy", "approx_kl",
     "clip_fraction", "explained_variance", "grad_norm", "learning_rate", "steps_per_s",
-    "eval_pnl_mean", "eval_pnl_std",
+    "time_env_s", "time_policy_s", "time_update_s", "eval_pnl_mean", "eval_pnl_std",
 )
 """Columns of ``training_log.csv`` (one row per PPO update; documented in docs/workflow.md)."""
 
@@ -61,6 +62,7 @@ _STAT_OF_COLUMN = {
     "approx_kl": "train/approx_kl", "clip_fraction": "train/clip_fraction",
     "explained_variance": "train/explained_variance", "grad_norm": "train/grad_norm",
     "learning_rate": "train/learning_rate", "steps_per_s": "time/steps_per_s",
+    "time_env_s": "time/env_s", "time_policy_s": "time/policy_s", "time_update_s": "time/update_s",
 }
 
 _NAN_KEYS = ("train/policy_loss", "train/value_loss", "train/entropy", "train/approx_kl", "train/loss")
@@ -70,7 +72,7 @@ _NAN_KEYS = ("train/policy_loss", "train/value_loss", "train/entropy", "train/ap
 class TrainSettings:
     """Settings of the training loop (the env and PPO have their own configs)."""
 
-    num_episodes: int = 40
+    num_episodes: int = 12
     """Training budget in episodes (of ``episode_length_s`` each, all envs together); used when
     ``total_timesteps`` is 0."""
     total_timesteps: int = 0
@@ -80,19 +82,19 @@ class TrainSettings:
     """Parallel environments of the rollout (episodes start at different times)."""
     vector_env: Literal["sync", "async"] = "sync"
     """``sync``: envs stepped in this process; ``async``: one subprocess per env."""
-    checkpoint_interval: int = 5
+    checkpoint_interval: int = 4
     """Save a checkpoint every this many PPO updates (and on Ctrl-C)."""
     keep_checkpoints: int = 3
     """Number of most recent checkpoints kept."""
-    eval_interval: int = 5
+    eval_interval: int = 4
     """Evaluate on the held-out range every this many updates (selects ``best_model``); 0 = never."""
-    eval_episodes: int = 3
+    eval_episodes: int = 2
     """Episodes of each periodic held-out evaluation (same start times every time)."""
     final_eval: bool = True
     """At the end, evaluate the final agent against the baselines on the held-out data."""
-    final_eval_episodes: int = 10
+    final_eval_episodes: int = 5
     """Episodes per policy of the final evaluation."""
-    plot_interval: int = 5
+    plot_interval: int = 2
     """Redraw ``training_curves.png`` every this many updates."""
 
     def __post_init__(self) -> None:
@@ -184,7 +186,7 @@ class TrainingMonitor:
         s = self.settings
         row = {c: float(stats.get(k, math.nan)) for c, k in _STAT_OF_COLUMN.items()}
         row.update(update=agent.num_updates, timesteps=agent.num_timesteps,
-                   wall_s=time.perf_counter() - self.t0, episodes=float(stats.get("market/n_episodes", math.nan)),
+                   wall_s=time.perf_counter() - self.t0,
                    eval_pnl_mean=math.nan, eval_pnl_std=math.nan)
         tb_values = dict(stats)
         if self.eval_fn is not None and s.eval_interval and agent.num_updates % s.eval_interval == 0:
@@ -591,20 +593,33 @@ def _train(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> int:  #
 
 def _final_evaluation(agent: Any, env_cfg: Any, eval_cfg: Any, settings: TrainSettings, seed: int,
                       run_dir: Path, args: argparse.Namespace) -> None:
-    policies = evaluate.build_policies(agent, eval_cfg, None, seed)
+    cache: dict[str, Any] = {}
+    calibration = {"data_path": env_cfg.data_path, "symbol": env_cfg.symbol,
+                   "time_range": list(env_cfg.time_range)}  # the training part: no look-ahead
+    policies = evaluate.build_policies(agent, eval_cfg, None, seed, cache, calibration)
     logger.info("final evaluation on the held-out data: %s, %d episodes each", list(policies),
                 settings.final_eval_episodes)
     summary, _ = evaluate.run_evaluation(
         policies, eval_cfg, run_dir / "evaluation", n_episodes=settings.final_eval_episodes,
-        seed=seed, visualize_first=True, progress=not args.no_progress,
-        extra_meta={"model_path": str(run_dir / "models" / "final_model")},
+        seed=seed, visualize_first=True, progress=not args.no_progress, env_cache=cache,
+        extra_meta={"model_path": str(run_dir / "models" / "final_model"), "calibration": calibration},
     )
+    for env in cache.values():
+        env.close()
     print(evaluate.format_table(summary))
     print(f"Sharpe/Sortino annualisation: {summary['annualisation'].iloc[0]}")
 
 
 def _symbol_of(files: Sequence[Path]) -> str:
-    return Path(files[0]).stem.split("_")[-1] if files else "data"
+    """A symbol-like token of the first file name (``synth_ETHUSDT_2h_...`` -> ``ETHUSDT``).
+
+    >>> _symbol_of([Path("data/synth_ETHUSDT_2h_seed7.jsonl")])
+    'ETHUSDT'
+    """
+    for tok in re.split(r"[_.\-]", Path(files[0]).name if files else ""):
+        if len(tok) >= 5 and tok.isalnum() and tok.isupper():
+            return tok
+    return "data"
 
 
 if __name__ == "__main__":

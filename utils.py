@@ -780,7 +780,8 @@ def plot_training_curves(log: Any, path: str | os.PathLike, eval_log: Any = None
     ax2.set_ylabel("PnL (quote ccy)")
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="best")
+    if h1 + h2:
+        ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="best")
     ax.set_title("Reward vs PnL")
     for ax, col, title in (
         (axes[0, 1], "fill_ratio", "Fill ratio (fills / orders placed)"),
@@ -793,7 +794,8 @@ def plot_training_curves(log: Any, path: str | os.PathLike, eval_log: Any = None
     line(ax, "inventory_abs_mean", "mean |inventory|")
     line(ax, "inventory_max_abs", "max |inventory|", linestyle="--")
     ax.set_title("Inventory (lots)")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     ax = axes[1, 2]
     line(ax, "policy_loss", "policy loss")
     line(ax, "value_loss", "value loss")
@@ -805,7 +807,8 @@ def plot_training_curves(log: Any, path: str | os.PathLike, eval_log: Any = None
     ax3.set_ylabel("entropy")
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax3.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, fontsize=8)
+    if h1 + h2:
+        ax.legend(h1 + h2, l1 + l2, fontsize=8)
     ax.set_title("Losses")
     for ax in axes.flat:
         ax.set_xlabel("environment steps")
@@ -963,7 +966,7 @@ def plot_episode(
     ax2.plot(t, pnl, color="black", lw=1.6, label="total PnL")
     ax2.plot(t, spread, color="tab:blue", label="spread capture")
     ax2.plot(t, inv_pnl, color="tab:orange", label="inventory PnL")
-    ax2.plot(t, -fees, color="tab:gray", label="fees (−)")
+    ax2.plot(t, -fees, color="tab:gray", label="−fees (rebates > 0)")
     ax2.axhline(0, color="black", lw=0.6)
     ax2.set_ylabel("cumulative PnL")
     ax2.set_xlabel("time since episode start (s)")

@@ -1,0 +1,148 @@
+"""evaluate.py: CLI smoke (every file and CSV column), same episodes for every policy,
+determinism, a synthetic-trained model on a real recording, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
+REAL = "bybit/cryptofeed_v3_BYBIT_linear_ob200_publicTrade.jsonl"
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    from synthetic_market import generate_file
+
+    return generate_file(tmp_path_factory.mktemp("data") / "synth_ETHUSDT.jsonl", hours=0.1, seed=5)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_data, tmp_path_factory) -> Path:
+    """An (untrained) agent saved the way train.py saves it, with its env config."""
+    import evaluate
+    import train
+    import utils
+    from event_driven_env import EnvConfig
+    from ppo_agent import PPOAgent, PPOConfig
+
+    cfg = EnvConfig(data_path=str(tiny_data), time_range=(0.0, 0.7), episode_length_s=20.0, warmup_s=2.0)
+    env = evaluate.make_env(cfg)
+    agent = PPOAgent(env.observation_space, env.action_space,
+                     PPOConfig(jit_compile=False, conv_filters=4, lstm_units=8, hidden_size=16), seed=1)
+    env.close()
+    path = tmp_path_factory.mktemp("run") / "models" / "final_model"
+    train.save_model(agent, path, {"env_config": utils.dataclass_to_dict(cfg),
+                                   "held_out": {"data_path": [str(tiny_data)], "time_range": [0.7, 1.0]}})
+    return path
+
+
+def run_eval(args, cwd, timeout=240):
+    return subprocess.run([sys.executable, str(REPO / "evaluate.py"), *args], cwd=cwd, env=ENV,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_evaluate_smoke_writes_every_file(model_dir, tmp_path):
+    import evaluate
+
+    r = run_eval(["--model_path", str(model_dir), "--num_episodes", "2", "--visualize_first",
+                  "--out_dir", str(tmp_path / "ev"), "--no_progress", "--seed", "4"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (out,) = list((tmp_path / "ev").iterdir())
+    assert "-final_model_" in out.name
+    summary = pd.read_csv(out / "evaluation_summary.csv")
+    assert list(summary.columns) == list(evaluate.SUMMARY_COLUMNS)
+    assert summary["policy"].tolist() == ["agent", "random", "fixed_spread", "join_best",
+                                          "avellaneda_stoikov", "glft"]
+    assert (summary["n_episodes"] == 2).all()
+    eps = pd.read_csv(out / "episodes.csv")
+    assert len(eps) == 12
+    # same start times for every policy, in the held-out 30 % of the data
+    assert eps.groupby("policy")["start_ts"].apply(tuple).nunique() == 1
+    for png in ["evaluation_comparison.png"] + [f"episode_first_{p}.png" for p in summary["policy"]]:
+        assert (out / png).read_bytes()[:4] == b"\x89PNG", png
+    assert (out / "evaluation_meta.json").is_file()
+    # the table is printed, with the annualisation stated
+    assert "agent" in r.stdout and "sharpe" in r.stdout and "sqrt(4320)" in r.stdout
+
+
+def test_same_seed_same_results_and_summary_formulas(tiny_data):
+    import baselines
+    import evaluate
+    from event_driven_env import EnvConfig
+
+    cfg = EnvConfig(data_path=str(tiny_data), time_range=(0.7, 1.0), episode_length_s=10.0,
+                    warmup_s=2.0, action_mode="continuous")
+    env = evaluate.make_env(cfg)
+    with pytest.warns(UserWarning, match="no intensity fit"):
+        pols = baselines.make_baselines(env, seed=0)
+    env.close()
+    chosen = {"fixed_spread": pols["fixed_spread"], "join_best": pols["join_best"]}
+    a, steps_a, _ = evaluate.evaluate_policies(chosen, cfg, 3, seed=2, progress=False)
+    b, steps_b, _ = evaluate.evaluate_policies(chosen, cfg, 3, seed=2, progress=False)
+    pd.testing.assert_frame_equal(a.drop(columns="wall_s"), b.drop(columns="wall_s"))
+    c, _, _ = evaluate.evaluate_policies(chosen, cfg, 3, seed=3, progress=False)
+    assert list(c["start_ts"]) != list(a["start_ts"])
+    # step PnL adds up to the episode PnL
+    for name in chosen:
+        assert steps_a[name].sum() == pytest.approx(a.loc[a["policy"] == name, "pnl"].sum(), abs=1e-6)
+    s = evaluate.summarise(a, steps_a, 10.0, 100.0, seed=0)
+    row = s[s["policy"] == "join_best"].iloc[0]
+    pnl = a.loc[a["policy"] == "join_best", "pnl"].to_numpy()
+    assert row["pnl_mean"] == pytest.approx(pnl.mean())
+    assert row["pnl_std"] == pytest.approx(pnl.std(ddof=1))
+    if pnl.std() > 0:
+        assert row["sharpe_episode_ann"] == pytest.approx(pnl.mean() / pnl.std(ddof=1) * np.sqrt(3153600))
+    assert row["pnl_ci95_low"] <= row["pnl_mean"] <= row["pnl_ci95_high"]
+
+
+@pytest.mark.slow
+def test_synthetic_model_on_real_recording(model_dir, shared_data, tmp_path):
+    r = run_eval(["--model_path", str(model_dir), "--data_path", str(shared_data / REAL), "--symbol",
+                  "ETHUSDT", "--episode_length_s", "10", "--warmup_s", "5", "--num_episodes", "2",
+                  "--baselines", "join_best", "--visualize_first", "--out_dir", str(tmp_path),
+                  "--no_progress"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (out,) = list(tmp_path.glob("*final_model_*"))
+    summary = pd.read_csv(out / "evaluation_summary.csv")
+    assert summary["policy"].tolist() == ["agent", "join_best"]
+    assert (out / "episode_first_agent.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model_path", "no/such/model"], "model folder not found: no/such/model"),
+        (["--data_path", "missing.jsonl", "--baselines", "join_best"], "data file not found: missing.jsonl"),
+        (["--baselines", "nope"], "unknown baseline(s) ['nope']"),
+        (["--eval_range", "0.5", "0.4"], "0 <= start < end <= 1"),
+        (["--num_episodes", "0"], "--num_episodes must be >= 1"),
+        (["--baselines"], "nothing to evaluate"),
+    ],
+    ids=["missing-model", "missing-data", "unknown-baseline", "bad-range", "zero-episodes", "nothing"],
+)
+def test_user_errors_are_one_line(tiny_data, tmp_path, capsys, args, message):
+    import evaluate
+
+    if "--data_path" not in args:
+        args = [*args, "--data_path", str(tiny_data)]
+    rc = evaluate.main([*args, "--out_dir", str(tmp_path), "--no_progress"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert message in err, err
+    assert err.startswith("evaluate.py: error: ") and err.count("\n") == 1
+    assert not list(tmp_path.iterdir())
+
+
+def test_bad_flag_subprocess_has_no_traceback(tmp_path):
+    r = run_eval(["--num_episodes", "many"], tmp_path, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("evaluate.py: error: argument --num_episodes")

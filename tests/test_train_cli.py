@@ -1,0 +1,202 @@
+"""train.py: CLI smoke run with a tiny budget (every output file and CSV column), Ctrl-C then
+--resume with the step count continuing, one-line errors for bad flags and missing files,
+the NaN guard."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+
+# A tiny budget: 20 s episodes of 100 ms steps (200 steps), 64-step rollouts, 1 epoch, no XLA.
+TINY = ["--episode_length_s", "20", "--warmup_s", "2", "--n_steps", "64", "--batch_size", "64",
+        "--n_epochs", "1", "--n_envs", "1", "--jit_compile", "false", "--no_progress",
+        "--conv_filters", "4", "--lstm_units", "8", "--hidden_size", "16"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    from synthetic_market import generate_file
+
+    return generate_file(tmp_path_factory.mktemp("data") / "synth_ETHUSDT.jsonl", hours=0.1, seed=11)
+
+
+def run_train(args, cwd, timeout=240):
+    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=ENV,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def only_run_dir(results: Path) -> Path:
+    dirs = [p for p in results.iterdir() if p.is_dir()]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+@pytest.mark.slow
+def test_train_smoke_writes_every_file(tiny_data, tmp_path):
+    import evaluate
+    import train
+
+    r = run_train(["--data_path", str(tiny_data), "--total_timesteps", "256", "--eval_interval", "2",
+                   "--eval_episodes", "1", "--checkpoint_interval", "2", "--final_eval_episodes", "2",
+                   "--plot_interval", "1", "--run_name", "smoke", "--seed", "3",
+                   "--results_dir", str(tmp_path / "results"), *TINY], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = only_run_dir(tmp_path / "results")
+    assert run.name.startswith("smoke_")
+    params = orjson.loads((run / "params.json").read_bytes())
+    for key in ("env_config", "ppo_config", "train_settings", "data", "versions", "device", "seed",
+                "total_timesteps", "command", "eval_env_config"):
+        assert key in params, key
+    assert params["data"]["train"]["time_range"] == [0.0, 0.7]
+    assert params["data"]["eval"]["time_range"] == [0.7, 1.0]
+    assert len(params["data"]["train"]["files"][0]["sha256"]) == 64
+    assert params["ppo_config"]["n_steps"] == 64 and params["env_config"]["episode_length_s"] == 20.0
+    for model in ("best_model", "final_model"):
+        for f in ("agent.json", "model.weights.h5", "env_config.json"):
+            assert (run / "models" / model / f).is_file(), (model, f)
+    latest = orjson.loads((run / "checkpoints" / "latest.json").read_bytes())
+    assert (run / "checkpoints" / latest["checkpoint"] / "optimizer.npz").is_file()
+    log = pd.read_csv(run / "training_log.csv")
+    assert list(log.columns) == list(train.LOG_COLUMNS)
+    assert list(log["update"]) == [1, 2, 3, 4] and list(log["timesteps"]) == [64, 128, 192, 256]
+    assert log["eval_pnl_mean"].notna().sum() == 2  # updates 2 and 4
+    assert log["policy_loss"].notna().all()
+    assert any(p.name.startswith("events.out.tfevents") for p in (run / "tensorboard").iterdir())
+    assert (run / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+    ev = run / "evaluation"
+    summary = pd.read_csv(ev / "evaluation_summary.csv")
+    assert list(summary.columns) == list(evaluate.SUMMARY_COLUMNS)
+    assert summary["policy"].tolist()[0] == "agent" and len(summary) == 6
+    eps = pd.read_csv(ev / "episodes.csv")
+    assert len(eps) == 12
+    for col in ("policy", "episode", "start_ts", *evaluate.EPISODE_KEYS, "max_drawdown"):
+        assert col in eps.columns, col
+    # every policy ran on the very same start times
+    assert eps.groupby("policy")["start_ts"].apply(tuple).nunique() == 1
+    for png in ("evaluation_comparison.png", "episode_first_agent.png", "episode_first_glft.png"):
+        assert (ev / png).read_bytes()[:4] == b"\x89PNG", png
+    assert "pnl_mean" in r.stdout and "annualisation" in r.stdout
+
+
+@pytest.mark.slow
+def test_sigint_saves_checkpoint_and_resume_continues(tiny_data, tmp_path):
+    results = tmp_path / "results"
+    cmd = [sys.executable, str(REPO / "train.py"), "--data_path", str(tiny_data), "--total_timesteps",
+           "100000", "--eval_interval", "0", "--checkpoint_interval", "1000", "--run_name", "intr",
+           "--results_dir", str(results), *TINY]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 180
+    log_file = None
+    while time.time() < deadline:
+        runs = list(results.glob("intr_*/training_log.csv")) if results.exists() else []
+        if runs and len(pd.read_csv(runs[0])) >= 2:
+            log_file = runs[0]
+            break
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.5)
+    assert log_file is not None, "training never logged two updates"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+    assert "--resume" in err
+    run = log_file.parent
+    latest = orjson.loads((run / "checkpoints" / "latest.json").read_bytes())
+    stopped_at = latest["num_timesteps"]
+    n_rows = len(pd.read_csv(log_file))
+    assert stopped_at == 64 * n_rows  # the checkpoint holds the last logged update
+    assert (run / "training_curves.png").is_file()
+    assert not (run / "models" / "final_model").exists()
+    # resume with a budget of two more updates
+    r = run_train(["--resume", str(run), "--total_timesteps", str(stopped_at + 128), "--no_progress",
+                   "--final_eval", "false"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = pd.read_csv(log_file)
+    assert list(log["timesteps"]) == [64 * (i + 1) for i in range(n_rows + 2)]
+    assert list(log["update"]) == list(range(1, n_rows + 3))
+    final = orjson.loads((run / "models" / "final_model" / "agent.json").read_bytes())
+    assert final["num_timesteps"] == stopped_at + 128
+    params = orjson.loads((run / "params.json").read_bytes())
+    assert params["resumed"][0]["num_timesteps"] == stopped_at
+
+
+def test_bad_flag_is_one_line_error(tmp_path):
+    r = run_train(["--learning_rate", "fast"], tmp_path, timeout=120)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip() and "error" in ln]
+    assert len(lines) == 1 and "--learning_rate" in lines[0] and "invalid float value" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data_path", "no/such/file.jsonl"], "data file not found: no/such/file.jsonl"),
+        (["--data_path", "no/such/*.jsonl"], "matches no file"),
+        (["--train_range", "0", "0.8", "--eval_range", "0.7", "1"], "overlap"),
+        (["--eval_range", "0.9", "0.2"], "0 <= start < end <= 1"),
+        (["--n_steps", "0"], "n_steps must be > 0"),
+        (["--num_episodes", "0"], "num_episodes must be >= 1"),
+        (["--resume", "no/such/run"], "no params.json"),
+    ],
+    ids=["missing-file", "empty-glob", "overlap", "bad-range", "bad-ppo", "bad-settings", "bad-resume"],
+)
+def test_user_errors_are_one_line(tiny_data, tmp_path, capsys, args, message):
+    import train
+
+    if args[0] != "--data_path" and args[0] != "--resume":
+        args = ["--data_path", str(tiny_data), *args]
+    rc = train.main([*args, "--results_dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert message in err, err
+    assert err.startswith("train.py: error: ") and err.count("\n") == 1
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_nan_loss_stops_and_keeps_checkpoint(tmp_path):
+    import train
+
+    class FakeAgent:
+        num_updates, num_timesteps = 3, 192
+
+    (tmp_path / "checkpoints" / "update_000002").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "latest.json").write_bytes(orjson.dumps({"checkpoint": "update_000002"}))
+    mon = train.TrainingMonitor(tmp_path, train.TrainSettings(), {}, None, 1000, progress=False)
+    try:
+        keep = mon(FakeAgent(), {"train/policy_loss": 0.1, "train/value_loss": math.nan})
+    finally:
+        mon.close()
+    assert keep is False
+    assert "train/value_loss" in mon.stopped_by_nan and "update_000002" in mon.stopped_by_nan
+    assert not (tmp_path / "training_log.csv").exists()  # the bad update is not logged
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir() if p.is_dir()] == ["update_000002"]
+
+
+def test_help_lists_every_config_field(capsys):
+    import dataclasses
+
+    import train
+    from event_driven_env import EnvConfig
+    from ppo_agent import PPOConfig
+
+    parser, _ = train.build_parser()
+    text = parser.format_help()
+    for cls in (EnvConfig, PPOConfig, train.TrainSettings):
+        for f in dataclasses.fields(cls):
+            if f.name in ("data_path", "symbol", "time_range", "seed"):
+                continue
+            assert f"--{f.name}" in text or f"--ppo_{f.name}" in text, f.name
