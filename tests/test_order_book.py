@@ -216,7 +216,7 @@ def _apply_model(model_bids, model_asks, is_snapshot, bids, asks):
                 model.pop(price, None)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(first_bids=_levels, first_asks=_levels, stream=_msgs)
 def test_book_matches_naive_model(first_bids, first_asks, stream):
     book = OrderBook("T", 1.0)
