@@ -63,7 +63,7 @@ from sortedcontainers import SortedDict  # noqa: E402
 import data_processor as dp  # noqa: E402
 import synthetic_market  # noqa: E402
 from order_book import OrderBook  # noqa: E402
-from utils import atomic_write_json  # noqa: E402
+from utils import atomic_write_bytes, atomic_write_json  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 BYBIT_LINEAR = SHARED / "bybit" / "cryptofeed_v3_BYBIT_linear_ob200_publicTrade.jsonl"
@@ -130,24 +130,28 @@ def floor_loads(lines: list[bytes]) -> None:
         loads(line)
 
 
-def replay(path: Path, symbols: list[str | None]) -> None:
-    """The measured path: stream the file through the loader into one book per symbol."""
-    for symbol in symbols:
+Jobs = list[tuple[Path, str | None]]
+"""(file, symbol) pairs replayed one after the other; symbol None for single-symbol files."""
+
+
+def replay(jobs: Jobs, check_crossed: bool = True) -> None:
+    """The measured path: stream each file through the loader into one book per symbol."""
+    for path, symbol in jobs:
         book = OrderBook()
         apply = book.apply
-        for msg in dp.load_messages(path, symbol=symbol):
+        for msg in dp.load_messages(path, symbol=symbol, check_crossed=check_crossed):
             apply(msg)
 
 
-def book_messages(path: Path, symbols: list[str | None]) -> list:
+def book_messages(jobs: Jobs) -> list:
     out = []
-    for symbol in symbols:
+    for path, symbol in jobs:
         out.extend(m for m in dp.load_messages(path, symbol=symbol) if type(m) in (dp.SnapshotMessage, dp.DeltaMessage))
     return out
 
 
-def loader_only(path: Path, symbols: list[str | None]) -> None:
-    for symbol in symbols:
+def loader_only(jobs: Jobs) -> None:
+    for path, symbol in jobs:
         for _ in dp.load_messages(path, symbol=symbol):
             pass
 
@@ -189,29 +193,41 @@ def straightforward(lines: list[bytes], ticks: dict[str, float]) -> None:
         bids.peekitem(-1), asks.peekitem(0)
 
 
-def bench_throughput(name: str, path: Path, repeat: int, bybit: bool) -> dict:
+def split_by_symbol(path: Path, symbols: list[str]) -> list[Path]:
+    """Write each symbol's lines of a multi-symbol Bybit file verbatim to its own file (cached)."""
+    out = []
     lines = json_lines(path)
-    symbols: list[str | None] = bybit_symbols(lines) if bybit else [None]
-    if len(symbols) == 1:
-        symbols = [None]  # single-symbol file: no filter needed
-    messages = book_messages(path, symbols)
+    for symbol in symbols:
+        target = CACHE / f"{path.stem}.{symbol}.jsonl"
+        if not target.is_file():
+            suffix = f".{symbol}".encode()
+            mine = [line for line in lines if orjson.loads(line)["topic"].endswith(suffix.decode())]
+            atomic_write_bytes(target, b"\n".join(mine) + b"\n")
+        out.append(target)
+    return out
+
+
+def bench_throughput(name: str, jobs: Jobs, repeat: int, bybit: bool) -> dict:
+    lines = [line for path in dict.fromkeys(p for p, _ in jobs) for line in json_lines(path)]
+    messages = book_messages(jobs)
     n_levels = sum(len(m.bids) + len(m.asks) for m in messages)
     n_lines, n_book = len(lines), len(messages)
 
     t_floor = best_of(repeat, lambda: floor_loads(lines))
-    t_replay = best_of(repeat, lambda: replay(path, symbols))
-    t_loader = best_of(repeat, lambda: loader_only(path, symbols))
+    t_replay = best_of(repeat, lambda: replay(jobs))
+    t_validated = best_of(repeat, lambda: replay(jobs, check_crossed=False))
+    t_loader = best_of(repeat, lambda: loader_only(jobs))
     t_book = best_of(repeat, lambda: book_only(messages))
-    if len(symbols) > 1:
-        name = f"{name} {len(symbols)} sym"
     row = {
-        "input": name, "symbols": len(symbols), "file": str(path), "bytes": path.stat().st_size, "lines": n_lines,
+        "input": name, "jobs": [[str(p), sym] for p, sym in jobs], "lines": n_lines,
         "book_messages": n_book, "level_updates": n_levels,
         "floor_lines_per_s": n_lines / t_floor,
         "replay_lines_per_s": n_lines / t_replay,
         "replay_book_msgs_per_s": n_book / t_replay,
         "replay_levels_per_s": n_levels / t_replay,
         "ratio_replay_to_floor": t_floor / t_replay,
+        "replay_no_cross_check_lines_per_s": n_lines / t_validated,
+        "ratio_replay_no_cross_check_to_floor": t_floor / t_validated,
         "loader_only_lines_per_s": n_lines / t_loader,
         "book_only_msgs_per_s": n_book / t_book,
         "book_only_levels_per_s": n_levels / t_book,
@@ -318,32 +334,40 @@ def main(argv: list[str] | None = None) -> int:
     print(f"python {sys.version.split()[0]}, orjson {orjson.__version__}; throughput clock: "
           f"{'process CPU time' if args.clock == 'cpu' else 'wall time'}, best of {args.repeat}")
     synth = synthetic_file(args.hours, args.seed)
-    inputs = [(f"synthetic ETHUSDT {args.hours:g}h", synth, True)]
+    inputs: list[tuple[str, Jobs, bool]] = []
     if BYBIT_LINEAR.is_file():
-        inputs.insert(0, ("bybit linear ws (real)", BYBIT_LINEAR, True))
+        symbols = bybit_symbols(json_lines(BYBIT_LINEAR))
+        inputs.append((f"bybit linear ws, {len(symbols)} sym (real)", [(BYBIT_LINEAR, s) for s in symbols], True))
+        inputs.append(("bybit linear ws, split (real)", [(p, None) for p in split_by_symbol(BYBIT_LINEAR, symbols)], True))
     if BINANCE_BTC.is_file():
-        inputs.insert(1, ("binance btcusdt 0808 (real)", BINANCE_BTC, False))
+        inputs.append(("binance btcusdt 0808 (real)", [(BINANCE_BTC, None)], False))
+    inputs.append((f"synthetic ETHUSDT {args.hours:g}h", [(synth, None)], True))
     results: dict = {"argv": sys.argv[1:], "clock": args.clock, "throughput": [], "checkpoints": [], "rss": []}
 
     print("\nStreaming replay (load_messages + OrderBook.apply) vs bare orjson.loads, same lines"
           " (a file with k symbols is replayed k times, once per symbol, as load_messages requires):")
-    header = (f"{'input':30} {'lines':>8} {'floor l/s':>11} {'replay l/s':>11} {'ratio':>6} "
-              f"{'book msg/s':>11} {'levels/s':>11} {'loader l/s':>11} {'book-only msg/s':>15} "
-              f"{'straightfwd':>11}")
+    header = (f"{'input':34} {'lines':>7} {'floor l/s':>10} {'replay l/s':>10} {'ratio':>6} "
+              f"{'no-chk':>6} {'book msg/s':>10} {'levels/s':>10} {'loader l/s':>10} "
+              f"{'book-only msg/s':>15} {'straightfwd':>11}")
     print(header)
-    for name, path, bybit in inputs:
-        r = bench_throughput(name, path, args.repeat, bybit)
+    for name, jobs, bybit in inputs:
+        r = bench_throughput(name, jobs, args.repeat, bybit)
         results["throughput"].append(r)
         ref = f"{r['ratio_straightforward_to_floor']:.1%}" if "ratio_straightforward_to_floor" in r else "-"
-        print(f"{r['input']:30} {r['lines']:>8,} {r['floor_lines_per_s']:>11,.0f} {r['replay_lines_per_s']:>11,.0f} "
-              f"{r['ratio_replay_to_floor']:>6.1%} {r['replay_book_msgs_per_s']:>11,.0f} "
-              f"{r['replay_levels_per_s']:>11,.0f} {r['loader_only_lines_per_s']:>11,.0f} "
+        print(f"{r['input']:34} {r['lines']:>7,} {r['floor_lines_per_s']:>10,.0f} "
+              f"{r['replay_lines_per_s']:>10,.0f} {r['ratio_replay_to_floor']:>6.1%} "
+              f"{r['ratio_replay_no_cross_check_to_floor']:>6.1%} {r['replay_book_msgs_per_s']:>10,.0f} "
+              f"{r['replay_levels_per_s']:>10,.0f} {r['loader_only_lines_per_s']:>10,.0f} "
               f"{r['book_only_msgs_per_s']:>15,.0f} {ref:>11}")
+    print("  ratio = replay / floor; no-chk = the same with load_messages(check_crossed=False), the"
+          " mode Replay iterates in after its validating pass; straightfwd = the reference design / floor")
 
     print(f"\nReplay checkpoints ({args.starts} start_at calls at seeded random times):")
     print(f"{'input':30} {'ckpts':>6} {'build s':>8} {'open s':>7} {'start_at mean ms':>17} {'median':>7} {'max':>7}")
-    for name, path, _ in inputs[1:]:
-        c = bench_checkpoints(name, path, args.starts, args.seed)
+    for name, jobs, _ in inputs:
+        if len(jobs) != 1:
+            continue
+        c = bench_checkpoints(name, jobs[0][0], args.starts, args.seed)
         results["checkpoints"].append(c)
         print(f"{name:30} {c['checkpoints']:>6} {c['build_s']:>8.2f} {c['open_cached_s']:>7.3f} "
               f"{c['start_at_mean_ms']:>17.1f} {c['start_at_median_ms']:>7.1f} {c['start_at_max_ms']:>7.1f}")
