@@ -373,12 +373,14 @@ def space_from_json(d: dict[str, Any]) -> gym.Space:
     if d["type"] == "Discrete":
         return gym.spaces.Discrete(d["n"], start=d["start"])
     if d["type"] == "Box":
-        shape = tuple(d["shape"])
+        shape, dtype = tuple(d["shape"]), np.dtype(d["dtype"])
+
         def arr(v: Any) -> np.ndarray:
             if isinstance(v, list):
-                return np.array([float(x) for x in v], np.float64).reshape(shape)
-            return np.full(shape, float(v))
-        return gym.spaces.Box(arr(d["low"]), arr(d["high"]), shape, dtype=np.dtype(d["dtype"]))
+                return np.array([float(x) for x in v], dtype).reshape(shape)
+            return np.full(shape, float(v), dtype)
+
+        return gym.spaces.Box(arr(d["low"]), arr(d["high"]), shape, dtype=dtype)
     if d["type"] == "Dict":
         return gym.spaces.Dict({k: space_from_json(s) for k, s in d["spaces"]})
     raise ValueError(f"unknown space type {d['type']!r} in saved agent")
