@@ -53,6 +53,7 @@ Example:
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left, bisect_right, insort
 from decimal import Decimal
 from itertools import islice
 from typing import Any
@@ -76,13 +77,20 @@ _kind_cache: dict[type, int] = {}
 
 
 def _side_ops(side: SortedDict) -> tuple:
-    """(side, dict setitem, dict pop, sorted-list add, sorted-list remove) bound to ``side``.
+    """(side, dict setitem, dict pop, the sorted key list) bound to ``side``.
 
     ``SortedDict.__setitem__``/``__delitem__`` are exactly "update the sorted key list if the
-    key is new/gone, then ``dict.__setitem__``/``dict.__delitem__``" (sortedcontainers 2.4); the
-    hot path calls those parts directly, skipping one Python-level call per level.
+    key is new/gone, then ``dict.__setitem__``/``dict.__delitem__``" (sortedcontainers 2.4,
+    ``sorteddict.py``). The hot path does those two parts itself: C-level dict calls for the
+    sizes, and ``SortedList.add``/``remove`` inlined on the list's ``_lists``/``_maxes``/``_len``
+    for the common cases (no positional index built, no sublist split or merge), delegating
+    the rest to the list's own ``_expand``/``_delete``. ``check_invariants`` runs
+    sortedcontainers' ``_check`` on both lists, and the property tests call it after every
+    message.
     """
-    return (side, dict.__setitem__.__get__(side), dict.pop.__get__(side), side._list_add, side._list_remove)
+    keys = side._list
+    assert all(hasattr(keys, a) for a in ("_lists", "_maxes", "_len", "_load", "_index", "_expand", "_delete"))
+    return (side, dict.__setitem__.__get__(side), dict.pop.__get__(side), keys)
 
 
 def _kind_of(cls: type) -> int:
@@ -166,24 +174,42 @@ class OrderBook:
         cls = type(msg)
         kind = _kind_cache.get(cls) or _kind_of(cls)
         if kind == _DELTA:
-            # Hot path; see the module docstring. Pre-bound C-level dict methods and the sorted
-            # key list's add/remove avoid attribute lookups and Python-level calls per level.
-            book, setitem, pop, add, remove = self._bid_ops
-            for price, size in msg.bids:
-                if size:
-                    if price not in book:
-                        add(price)
-                    setitem(price, size)
-                elif pop(price, None) is not None:
-                    remove(price)
-            book, setitem, pop, add, remove = self._ask_ops
-            for price, size in msg.asks:
-                if size:
-                    if price not in book:
-                        add(price)
-                    setitem(price, size)
-                elif pop(price, None) is not None:
-                    remove(price)
+            # Hot path; see the module docstring. Pre-bound C-level dict methods for the sizes;
+            # SortedList.add/remove inlined for the sorted keys (the common cases only, the
+            # rest goes through sortedcontainers' own _expand/_delete).
+            for levels, (book, setitem, pop, keys) in ((msg.bids, self._bid_ops), (msg.asks, self._ask_ops)):
+                lists = keys._lists
+                maxes = keys._maxes
+                for price, size in levels:
+                    if size:
+                        if price not in book:
+                            # = SortedList.add (sortedcontainers 2.4 sortedlist.py L253-287)
+                            if maxes:
+                                pos = bisect_right(maxes, price)
+                                if pos == len(maxes):
+                                    pos -= 1
+                                    lists[pos].append(price)
+                                    maxes[pos] = price
+                                else:
+                                    insort(lists[pos], price)
+                                if keys._index or len(lists[pos]) > keys._load << 1:
+                                    keys._expand(pos)  # split the sublist / keep the index
+                            else:
+                                lists.append([price])
+                                maxes.append(price)
+                            keys._len += 1
+                        setitem(price, size)
+                    elif pop(price, None) is not None:
+                        # = SortedList.remove + _delete (L426-500) for a key known present
+                        pos = bisect_left(maxes, price)
+                        sub = lists[pos]
+                        idx = bisect_left(sub, price)
+                        if len(sub) > 1 and not keys._index and (len(lists) == 1 or len(sub) > (keys._load >> 1) + 1):
+                            del sub[idx]
+                            maxes[pos] = sub[-1]
+                            keys._len -= 1
+                        else:
+                            keys._delete(pos, idx)  # merge small sublists / keep the index
         elif kind == _SNAPSHOT:
             # dict() first: a repeated price keeps its last size, as if applied in order.
             self.bids.clear()
@@ -346,7 +372,9 @@ class OrderBook:
             allow_crossed: accept a crossed or locked book (best bid >= best ask).
         """
         for name, side, ops in (("bids", self.bids, self._bid_ops), ("asks", self.asks, self._ask_ops)):
-            assert ops[0] is side and ops[1].__self__ is side, f"{name} was rebound; mutate it in place"
+            assert ops[0] is side and ops[1].__self__ is side and ops[3] is side._list, (
+                f"{name} was rebound; mutate it in place"
+            )
             side._check()
             keys = list(side.keys())
             assert all(type(k) is int for k in keys), f"{name}: non-integer price key in {keys[:5]}"

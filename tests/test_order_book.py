@@ -279,3 +279,35 @@ def test_seeded_stress_against_model():
         except AssertionError:
             print(f"failing delta #{i}: {msg!r}")
             raise
+
+
+@pytest.mark.parametrize("load", [4, 1000])
+def test_inlined_sorted_list_paths_under_churn(load):
+    """The inlined SortedList add/remove: sublist splits and merges (tiny ``load``), the
+    single-sublist case (default load) and a positional index built by a consumer in between,
+    checked with sortedcontainers' ``_check`` after every delta."""
+    rng = random.Random(load)
+    book = OrderBook("T", 1.0)
+    book.bids._reset(load)
+    book.asks._reset(load)
+    model_bids: dict = {}
+    model_asks: dict = {}
+    book.apply(SnapshotMessage(ts=0, bids=[(p, 1.0) for p in range(100, 140)], asks=[(p, 1.0) for p in range(141, 181)]))
+    _apply_model(model_bids, model_asks, True, [(p, 1.0) for p in range(100, 140)], [(p, 1.0) for p in range(141, 181)])
+    for i in range(1, 1_500):
+        bids = [(rng.randint(60, 140), rng.choice([0.0, 0.0, float(rng.randint(1, 9))])) for _ in range(rng.randint(0, 12))]
+        asks = [(rng.randint(141, 221), rng.choice([0.0, 0.0, float(rng.randint(1, 9))])) for _ in range(rng.randint(0, 12))]
+        msg = DeltaMessage(ts=i, bids=bids, asks=asks, update_id=i)
+        _apply_model(model_bids, model_asks, False, bids, asks)
+        book.apply(msg)
+        if i % 97 == 0 and len(book.bids) > 3:
+            book.bids.keys()[len(book.bids) // 2]  # builds the positional index
+            book.asks.keys()[:2]
+        try:
+            book.check_invariants(allow_crossed=True)
+            assert dict(book.bids) == model_bids and dict(book.asks) == model_asks
+            assert list(book.bids) == sorted(model_bids) and list(book.asks) == sorted(model_asks)
+        except AssertionError:
+            print(f"failing delta #{i}: {msg!r}")
+            raise
+    assert max(len(book.bids._list._lists), len(book.asks._list._lists)) > (1 if load == 4 else 0)
