@@ -203,6 +203,10 @@ def project_bbos(paths, symbol: str | None):
         if isinstance(msg, SnapshotMessage | DeltaMessage):
             kind = "snapshot" if isinstance(msg, SnapshotMessage) else "delta"
             out.append((kind, msg.ts, msg.update_id, book.best_bid(), book.best_ask(), msg.tick_size))
+            if len(out) % 1000 == 0:
+                book.check_invariants()
+    assert book is not None
+    book.check_invariants()
     return out
 
 
