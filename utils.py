@@ -763,9 +763,12 @@ def plot_training_curves(log: Any, path: str | os.PathLike, eval_log: Any = None
     x = np.asarray(log["timesteps"], dtype=np.float64) if len(log) else np.array([])
 
     def line(ax: Any, col: str, label: str, **kw: Any) -> None:
+        # Episode metrics exist only for updates in which an episode finished: join the
+        # points that exist instead of leaving gaps (markers show where they are).
         y = _col(log, col)
         if y is not None:
-            ax.plot(x, y, label=label, **kw)
+            ok = np.isfinite(y)
+            ax.plot(x[ok], y[ok], label=label, marker="." if ok.sum() < 60 else None, **kw)
 
     ax = axes[0, 0]
     line(ax, "reward", "episode reward", color="tab:blue")
@@ -773,7 +776,8 @@ def plot_training_curves(log: Any, path: str | os.PathLike, eval_log: Any = None
     ax2 = ax.twinx()
     y = _col(log, "pnl")
     if y is not None:
-        ax2.plot(x, y, color="tab:orange", label="episode PnL (train)")
+        ok = np.isfinite(y)
+        ax2.plot(x[ok], y[ok], color="tab:orange", marker=".", label="episode PnL (train)")
     if eval_log is not None and len(eval_log):
         ax2.plot(eval_log["timesteps"], eval_log["eval_pnl_mean"], "o--", color="tab:red",
                  label="PnL (held-out eval)")
@@ -803,7 +807,8 @@ def plot_training_curves(log: Any, path: str | os.PathLike, eval_log: Any = None
     ax3 = ax.twinx()
     y = _col(log, "entropy")
     if y is not None:
-        ax3.plot(x, y, color="tab:green", alpha=0.7, label="entropy")
+        ok = np.isfinite(y)
+        ax3.plot(x[ok], y[ok], color="tab:green", alpha=0.7, label="entropy")
     ax3.set_ylabel("entropy")
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax3.get_legend_handles_labels()
