@@ -276,7 +276,11 @@ class OrderBook:
     @property
     def crossed(self) -> bool:
         """True when both sides are present and best bid >= best ask (crossed or locked)."""
-        return bool(self.bids) and bool(self.asks) and self.bids.peekitem(-1)[0] >= self.asks.peekitem(0)[0]
+        # The sorted key lists' last max / first key: O(1), no Python-level call (this is
+        # checked after every message by a validating replay).
+        bid_maxes = self._bid_ops[3]._maxes
+        ask_lists = self._ask_ops[3]._lists
+        return bool(bid_maxes) and bool(ask_lists) and bid_maxes[-1] >= ask_lists[0][0]
 
     def size_at(self, side: int, price_ticks: int) -> float:
         """Resting size at ``price_ticks`` on ``side`` (``BID``/+1 or ``ASK``/-1); 0.0 if none.
