@@ -188,7 +188,8 @@ class TrainingMonitor:
         row.update(update=agent.num_updates, timesteps=agent.num_timesteps,
                    wall_s=time.perf_counter() - self.t0,
                    eval_pnl_mean=math.nan, eval_pnl_std=math.nan)
-        tb_values = dict(stats)
+        # Timestamps are not metrics (and would lose precision as float32 scalars).
+        tb_values = {k: v for k, v in stats.items() if not k.endswith(("start_ts", "end_ts"))}
         if self.eval_fn is not None and s.eval_interval and agent.num_updates % s.eval_interval == 0:
             self._evaluate(agent, row, tb_values)
         self.rows.append(row)
