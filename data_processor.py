@@ -54,6 +54,7 @@ import os
 import re
 import sys
 import tempfile
+import warnings
 import zipfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -80,6 +81,7 @@ __all__ = [
     "infer_tick_size",
     "load_messages",
     "price_to_ticks",
+    "replay",
 ]
 
 logger = logging.getLogger(__name__)
@@ -93,6 +95,8 @@ _GRID_TOL = 1e-6  # a price further than this (in ticks) from an integer is off 
 _MIN_LEVELS_FOR_GCD = 20  # fewer distinct snapshot prices: the tick is 10**-decimals, not the gcd
 _MAX_BUFFERED_DIFFS = 100_000  # Binance diffs held while waiting for the REST snapshot
 _CACHE_VERSION = 1
+_NO_BID = -1  # bound of an empty bid side (tick prices are > 0)
+_NO_ASK = 1 << 62  # bound of an empty ask side
 
 # Bybit topics / Binance events that are legal in a recording but carry no book or trade data.
 _IGNORED_BYBIT_TOPICS = frozenset(
@@ -589,7 +593,7 @@ class _SymState:
     """Per-symbol loader state: tick, continuity, the light book, Binance sync."""
 
     __slots__ = ("tick", "inv", "last_u", "last_ts", "synced", "book", "has_u",
-                 "lid", "need_first", "pcache")
+                 "lid", "need_first", "pcache", "bb_hi", "ba_lo")
 
     def __init__(self, tick: float) -> None:
         self.tick = tick
@@ -602,6 +606,10 @@ class _SymState:
         self.has_u = True  # the last book message carried an update id
         self.lid: int | None = None  # Binance: lastUpdateId of the applied REST snapshot
         self.need_first = False  # Binance: the first diff after the snapshot is still due
+        # With the caller's OrderBook (``book=``): an upper bound of its best bid and a lower
+        # bound of its best ask; the exact (slower) crossing test runs only when they meet.
+        self.bb_hi = _NO_BID
+        self.ba_lo = _NO_ASK
 
     def dump(self) -> dict:
         return {"tick": self.tick, "last_u": self.last_u, "last_ts": self.last_ts,
@@ -632,9 +640,22 @@ class _Reader:
         start: tuple[int, int, int] | None = None,
         states: dict[str, _SymState] | None = None,
         extra: dict | None = None,
+        book: Any = None,
+        make_book: bool = False,
     ) -> None:
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        # The caller's OrderBook (load_messages(book=...)) or, with make_book, one made at the
+        # symbol's first snapshot (replay()): every accepted book message is applied to it and
+        # the crossing check reads it instead of the light book.
+        self.ext_book = book
+        self.make_book = make_book
+        self._tick_warned = False
+        # Bybit topic -> (symbol, state, data "s") of book streams seen and wanted: the lines
+        # the fused fast loop of ``messages`` may handle.
+        self._fast: dict[str, tuple[str, _SymState, str]] = {}
+        self._fast_deltas = 0  # deltas yielded by the fast loop, added to the report at the end
+        self._fast_lines = 0
         self.paths = paths
         self.symbol = symbol
         self.skip = on_error == "skip"
@@ -716,61 +737,241 @@ class _Reader:
         logger.log(level, "%s: %s", ", ".join(map(str, self.paths)), self.report.summary())
 
     def _batches(self) -> Iterator[list[Message]]:
-        rep = self.report
         start_file = self.start[0] if self.start else 0
         for fi in range(start_file, len(self.paths)):
-            path = self.paths[fi]
-            self.file_idx, self.path = fi, path
-            fmt = self._file_format(path)
-            if fmt is None:
-                self._problem("empty file", "empty file", line=None)
-                continue
-            handler = {"bybit": self._line_bybit, "binance": self._line_binance,
-                       "cryptofeed": self._line_cryptofeed}[fmt]
-            flt = self._filter
-            # Lines the symbol pre-filter must let through: cryptofeed connection names, the
-            # Binance REST snapshot (it names no symbol).
-            # Bybit lines without a topic (simplified shape) name no symbol either.
-            keep = {"cryptofeed": b'"connect"', "binance": b'"lastUpdateId"'}.get(fmt)
-            need = b'"topic"' if fmt == "bybit" else None
-            with _open_binary(path) as fh:
-                if self.start and fi == start_file:
-                    _, offset, line_no = self.start
-                    fh.seek(offset)
-                else:
-                    offset, line_no = 0, 0
+            fmt = self._open_file(fi)
+            if fmt is not None:
+                yield from self._file_batches(fi, fmt)
+        out = self._finish_binance()
+        if out:
+            yield out
+
+    def _open_file(self, fi: int) -> str | None:
+        """Make file ``fi`` current; its format, or None (reported) for an empty file."""
+        path = self.paths[fi]
+        self.file_idx, self.path = fi, path
+        fmt = self._file_format(path)
+        if fmt is None:
+            self._problem("empty file", "empty file", line=None)
+        return fmt
+
+    def _skip_filter(self, fmt: str) -> tuple[bytes | None, bytes | None, bytes | None]:
+        """(symbol text, keep, need) of the byte pre-filter.
+
+        A line without the symbol's text is skipped unless it holds ``keep`` (cryptofeed
+        connection names, the Binance REST snapshot: they name no symbol) or lacks ``need``
+        (Bybit lines without a topic, the simplified shape, name no symbol either).
+        """
+        keep = {"cryptofeed": b'"connect"', "binance": b'"lastUpdateId"'}.get(fmt)
+        need = b'"topic"' if fmt == "bybit" else None
+        return self._filter, keep, need
+
+    def _start_pos(self, fh: BinaryIO, fi: int) -> tuple[int, int]:
+        """(byte offset, line number) to start file ``fi`` at (a checkpoint's, or the top)."""
+        if self.start and fi == self.start[0]:
+            _, offset, line_no = self.start
+            fh.seek(offset)
+            return offset, line_no
+        return 0, 0
+
+    def _general(self, raw: bytes, handler: Any, obj: Any = None) -> list[Message]:
+        """One line through the complete (slow) path: its messages, problems reported."""
+        try:
+            if obj is None:
+                return handler(raw)
+            return self._bybit_obj(obj, None, None)
+        except _Problem as p:
+            if raw[-1:] != b"\n" and p.kind in ("malformed JSON", "bad line"):
+                self._problem("truncated last line",
+                              "truncated last line (no trailing newline, unparsable)")
+            else:
+                self._problem(p.kind, p.reason, p.symbol)
+            return []
+
+    def _file_batches(self, fi: int, fmt: str) -> Iterator[list[Message]]:
+        """The messages of each line of file ``fi`` (general path, every format)."""
+        rep = self.report
+        handler = {"bybit": self._line_bybit, "binance": self._line_binance,
+                   "cryptofeed": self._line_cryptofeed}[fmt]
+        flt, keep, need = self._skip_filter(fmt)
+        general = self._general
+        with _open_binary(self.paths[fi]) as fh:
+            offset, line_no = self._start_pos(fh, fi)
+            for raw in fh:
+                line_no += 1
+                offset += len(raw)
+                self.line_no = line_no
+                self.offset = offset
+                if (flt is not None and flt not in raw and (keep is None or keep not in raw)
+                        and (need is None or need in raw)):
+                    if raw.strip():
+                        rep.ignored_lines += 1
+                        rep.lines += 1
+                    continue
+                if not raw.strip():
+                    continue
+                rep.lines += 1
+                out = general(raw, handler)
+                if out:
+                    yield out
+
+    def messages(self) -> Iterator[Message]:
+        """Every message, one by one (``load_messages``): one fused loop for Bybit v5 files.
+
+        A Bybit delta line of a book stream already seen (``_fast``), synchronised, with the
+        next update id, a timestamp not going back and clean levels is converted, applied and
+        yielded here without further calls; any other line, and any line where one of those
+        checks fails, goes through the general path, which does every check again and words
+        the problem. The fast loop changes no state before all its checks passed.
+        """
+        rep = self.report
+        try:
+            start_file = self.start[0] if self.start else 0
+            for fi in range(start_file, len(self.paths)):
+                fmt = self._open_file(fi)
+                if fmt is None:
+                    continue
+                if fmt != "bybit":
+                    for out in self._file_batches(fi, fmt):
+                        yield from out
+                    continue
+                yield from self._bybit_fast(fi)
+            yield from self._finish_binance()
+        except _Several:
+            names = _scan_symbols(self.paths, self.tick_size)
+            raise DataFormatError(
+                self.path, self.line_no,
+                f"the data holds several symbols ({', '.join(names)}); pass symbol= one of them",
+            ) from None
+        finally:
+            if self._fast_deltas:
+                rep.messages["delta"] += self._fast_deltas
+            rep.lines += self._fast_lines
+            self._fast_deltas = self._fast_lines = 0
+        if self.skip:
+            self._finish_log()
+
+    def _bybit_fast(self, fi: int) -> Iterator[Message]:  # noqa: C901 - one fused hot loop on purpose
+        """The fused loop of ``messages`` over one Bybit v5 file (see there)."""
+        rep = self.report
+        handler = self._line_bybit
+        flt, keep, need = self._skip_filter("bybit")
+        general = self._general
+        fast = self._fast
+        loads = orjson.loads
+        json_error = orjson.JSONDecodeError
+        new_price = _new_price
+        inf = _INF
+        delta_cls = DeltaMessage
+        check = self.check_crossed
+        xb = self.ext_book
+        n_lines = n_deltas = 0
+        with _open_binary(self.paths[fi]) as fh:
+            offset, line_no = self._start_pos(fh, fi)
+            try:
                 for raw in fh:
                     line_no += 1
                     offset += len(raw)
-                    self.line_no = line_no
-                    self.offset = offset
                     if (flt is not None and flt not in raw and (keep is None or keep not in raw)
                             and (need is None or need in raw)):
                         if raw.strip():
                             rep.ignored_lines += 1
-                            rep.lines += 1
+                            n_lines += 1
                         continue
-                    if raw[-1:] != b"\n":
-                        truncated = True
-                    else:
-                        truncated = False
+                    try:
+                        obj = loads(raw)
+                    except json_error:
+                        obj = None
+                    if type(obj) is dict:
+                        ent = fast.get(obj.get("topic"))
+                        data = obj.get("data")
+                        if ent is not None and type(data) is dict and obj.get("type") == "delta":
+                            symbol, st, name = ent
+                            ts = obj.get("ts")
+                            u = data.get("u")
+                            lu = st.last_u
+                            s = data.get("s")
+                            if (st.synced and type(ts) is int and ts >= st.last_ts and type(u) is int
+                                    and lu is not None and u == lu + 1 and (s == name or s is None)):
+                                # _levels inlined for both sides; hi/lo: bounds of the best bid/ask
+                                # after this delta (only levels set to a size can raise them)
+                                pc = st.pcache
+                                get = pc.get
+                                inv = st.inv
+                                hi = st.bb_hi
+                                lo = st.ba_lo
+                                bids = []
+                                asks = []
+                                try:
+                                    append = bids.append
+                                    for p, q in data["b"]:
+                                        q = float(q)
+                                        if not 0.0 <= q < inf:  # negative, NaN, inf
+                                            raise _Bad
+                                        p = get(p) or new_price(p, inv, pc)
+                                        append((p, q))
+                                        if p > hi and q:
+                                            hi = p
+                                    append = asks.append
+                                    for p, q in data["a"]:
+                                        q = float(q)
+                                        if not 0.0 <= q < inf:
+                                            raise _Bad
+                                        p = get(p) or new_price(p, inv, pc)
+                                        append((p, q))
+                                        if p < lo and q:
+                                            lo = p
+                                except (_Bad, KeyError, TypeError, ValueError, OverflowError):
+                                    pass  # the general path words it
+                                else:
+                                    msg = delta_cls(ts, symbol, bids, asks, u, st.tick, None, data.get("seq"))
+                                    n_lines += 1
+                                    if xb is not None:
+                                        xb.apply(msg)
+                                        if check:
+                                            if hi >= lo:
+                                                if self._recheck(xb, st, symbol, line_no, offset):
+                                                    continue
+                                            else:
+                                                st.bb_hi = hi
+                                                st.ba_lo = lo
+                                    elif check:
+                                        book = st.book
+                                        book.update(bids, asks)
+                                        if book.crossed():
+                                            self.line_no, self.offset = line_no, offset
+                                            self._problem("crossed", _crossed_reason(symbol, book.bb, book.ba), symbol)
+                                            continue
+                                    st.last_u = u
+                                    st.last_ts = ts
+                                    n_deltas += 1
+                                    yield msg
+                                    continue
+                    # every other line: the complete path
                     if not raw.strip():
                         continue
-                    rep.lines += 1
-                    try:
-                        out = handler(raw)
-                    except _Problem as p:
-                        if truncated and p.kind in ("malformed JSON", "bad line"):
-                            self._problem("truncated last line",
-                                          "truncated last line (no trailing newline, unparsable)")
-                        else:
-                            self._problem(p.kind, p.reason, p.symbol)
-                        continue
+                    n_lines += 1
+                    self.line_no, self.offset = line_no, offset
+                    out = general(raw, handler, obj if type(obj) is dict else None)
                     if out:
-                        yield out
-        out = self._finish_binance()
-        if out:
-            yield out
+                        xb = self.ext_book  # made at the first snapshot with make_book
+                        yield from out
+            finally:
+                self._fast_deltas += n_deltas
+                self._fast_lines += n_lines
+                self.line_no, self.offset = line_no, offset
+
+    def _recheck(self, xb: Any, st: _SymState, symbol: str, line_no: int, offset: int) -> bool:
+        """Exact crossing test of the caller's book when the bounds meet; True: crossed (reported)."""
+        bb = xb.best_bid()
+        ba = xb.best_ask()
+        st.bb_hi = bb[0] if bb is not None else _NO_BID
+        st.ba_lo = ba[0] if ba is not None else _NO_ASK
+        if st.bb_hi < st.ba_lo:
+            return False
+        self.line_no, self.offset = line_no, offset
+        self._problem("crossed", _crossed_reason(symbol, st.bb_hi, st.ba_lo), symbol)
+        return True
 
     def _file_format(self, path: Path) -> str | None:
         with _open_binary(path) as fh:
@@ -867,7 +1068,11 @@ class _Reader:
         if u is not None and type(u) is not int:
             raise _Problem("bad field", f"'u' is not an integer: {u!r}", symbol)
         msg = self._book(is_snap, symbol, ts, b, a, u, data.get("seq"), local_ts, "u")
-        return [msg] if msg is not None else []
+        if msg is None:
+            return []
+        if conn is None and topic_sym is not None and name == topic_sym:  # plain Bybit v5: fast loop
+            self._fast[obj["topic"]] = (symbol, self.states[symbol], name)
+        return [msg]
 
     def _new_state(self, symbol: str, b: Any, a: Any) -> _SymState:
         """State of a symbol's first snapshot: ``tick_size=`` or the tick inferred from it."""
@@ -909,26 +1114,50 @@ class _Reader:
             if reason == "invalid levels in 'b'":
                 reason = _diagnose_levels(a, inv, st.tick, "a")
             raise _Problem("bad value", reason, symbol) from None
-        book = st.book
         if is_snap:
-            if self.check_crossed or not st.synced:
-                book.reset(bids, asks)
             msg: Message = SnapshotMessage(ts, symbol, bids, asks, u, st.tick, local_ts, seq)
-            self.report.messages["snapshot"] += 1
         else:
             msg = DeltaMessage(ts, symbol, bids, asks, u, st.tick, local_ts, seq)
-            self.report.messages["delta"] += 1
-        if self.check_crossed:
-            if not is_snap:
-                book.update(bids, asks)
-            if book.crossed():
-                self.report.messages["snapshot" if is_snap else "delta"] -= 1
-                raise _Problem("crossed", f"book of {symbol} is crossed after this message: best bid {book.bb} >= best ask {book.ba} (ticks)", symbol)
+        xb = self.ext_book
+        if xb is None and self.make_book:
+            from order_book import OrderBook
+
+            xb = self.ext_book = OrderBook(symbol, st.tick)
+        if xb is not None:
+            self._apply_ext(xb, msg, st)
+        else:
+            self._apply_light(is_snap, msg, st)
+        self.report.messages["snapshot" if is_snap else "delta"] += 1
         st.synced = True
         st.last_u = u
         st.has_u = u is not None
         st.last_ts = ts
         return msg
+
+    def _apply_light(self, is_snap: bool, msg: Message, st: _SymState) -> None:
+        """Update the symbol's light book (crossing check, checkpoints) and check crossing."""
+        book = st.book
+        if is_snap and (self.check_crossed or not st.synced):
+            book.reset(msg.bids, msg.asks)
+        if self.check_crossed:
+            if not is_snap:
+                book.update(msg.bids, msg.asks)
+            if book.crossed():
+                raise _Problem("crossed", _crossed_reason(msg.symbol, book.bb, book.ba), msg.symbol)
+
+    def _apply_ext(self, xb: Any, msg: Message, st: _SymState) -> None:
+        """Apply a book message to the caller's OrderBook, check crossing, reset the bounds."""
+        if not self._tick_warned and xb.tick_size != st.tick:
+            self._tick_warned = True
+            warnings.warn(f"book= has tick_size {xb.tick_size} but {msg.symbol} has tick size {st.tick}: "
+                          "tick queries are right, price-unit queries are not (use replay())", stacklevel=4)
+        xb.apply(msg)
+        bb = xb.best_bid()
+        ba = xb.best_ask()
+        st.bb_hi = bb[0] if bb is not None else _NO_BID
+        st.ba_lo = ba[0] if ba is not None else _NO_ASK
+        if self.check_crossed and st.bb_hi >= st.ba_lo:
+            raise _Problem("crossed", _crossed_reason(msg.symbol, st.bb_hi, st.ba_lo), msg.symbol)
 
     def _bybit_trades(self, obj: dict, topic_sym: str, local_ts: int | None, conn: str | None) -> list:
         data = obj.get("data")
@@ -1205,6 +1434,10 @@ class _Reader:
         return out
 
 
+def _crossed_reason(symbol: str, bb: int | None, ba: int | None) -> str:
+    return f"book of {symbol} is crossed after this message: best bid {bb} >= best ask {ba} (ticks)"
+
+
 class _Several(Exception):
     """Internal: a second symbol appeared while ``symbol=None``."""
 
@@ -1233,6 +1466,7 @@ def load_messages(
     include_bbo: bool = False,
     check_crossed: bool = True,
     report: LoadReport | None = None,
+    book: Any = None,
 ) -> Iterator[Message]:
     """Yield the validated messages of one recording (several files are read as one).
 
@@ -1250,20 +1484,72 @@ def load_messages(
         check_crossed: keep a light book per symbol and refuse a message that leaves it
             crossed (costs a dict update per level; ``Replay`` turns it off after its
             validated index pass).
-        report: a ``LoadReport`` to fill with counts and problems.
+        report: a ``LoadReport`` to fill with counts and problems; complete once the
+            iteration ended (or the iterator was closed).
+        book: an ``order_book.OrderBook`` (one symbol) to which the loader applies every book
+            message it accepts, before yielding it; the crossing check then reads this book
+            instead of keeping a second one, so a streaming replay maintains one book, not
+            two. Do not apply the messages to it again. Its ``tick_size`` should be the
+            symbol's (a ``UserWarning`` says when not); ``replay`` makes a matching book.
 
     Yields:
         ``SnapshotMessage``, ``DeltaMessage``, ``TradeMessage`` (and ``BookTickerMessage``) in
-        file order; Binance diffs buffered before the REST snapshot follow the snapshot.
+        file order; Binance diffs buffered before the REST snapshot follow the snapshot (with
+        ``book=``, the book already holds them when the snapshot is yielded).
 
     Raises:
         DataFormatError: bad data (``on_error="raise"``) or several symbols without ``symbol=``.
         FileNotFoundError: a path that is not a file.
     """
     paths = _as_paths(path_or_paths)
-    reader = _Reader(paths, symbol, on_error, tick_size, include_bbo, check_crossed, report)
-    for batch in reader.batches():
-        yield from batch
+    reader = _Reader(paths, symbol, on_error, tick_size, include_bbo, check_crossed, report, book=book)
+    return reader.messages()
+
+
+def replay(
+    path_or_paths: str | os.PathLike | Sequence[str | os.PathLike],
+    symbol: str | None = None,
+    on_error: Literal["raise", "skip"] = "raise",
+    tick_size: float | Mapping[str, float] | None = None,
+    *,
+    check_crossed: bool = True,
+    report: LoadReport | None = None,
+) -> Iterator[tuple[Message, Any]]:
+    """Stream one symbol's recording through one ``OrderBook``: the fastest full replay.
+
+    The loader applies every accepted book message to the book (made with the symbol and
+    its tick size) and checks crossing on it, as ``load_messages(..., book=)`` does.
+
+    Args:
+        path_or_paths: a file, or the files of one recording in order.
+        symbol: the symbol (required when the data holds several).
+        on_error: as in ``load_messages``.
+        tick_size: as in ``load_messages``.
+        check_crossed: refuse a message that leaves the book crossed.
+        report: a ``LoadReport`` to fill.
+
+    Yields:
+        ``(message, book)`` for every message of ``load_messages``, in file order; ``book``
+        (the same ``OrderBook`` object throughout) holds the state after the message.
+        Do not apply the message to it again.
+
+    Raises:
+        DataFormatError: bad data (``on_error="raise"``) or several symbols without ``symbol=``.
+        FileNotFoundError: a path that is not a file.
+    """
+    paths = _as_paths(path_or_paths)
+    reader = _Reader(paths, symbol, on_error, tick_size, False, check_crossed, report, make_book=True)
+    return _with_book(reader)
+
+
+def _with_book(reader: _Reader) -> Iterator[tuple[Message, Any]]:
+    from order_book import OrderBook
+
+    for m in reader.messages():
+        bk = reader.ext_book
+        if bk is None:  # a trade before the first snapshot (tick_size= given)
+            bk = reader.ext_book = OrderBook(m.symbol, m.tick_size)
+        yield m, bk
 
 
 # --------------------------------------------------------------------------------------------
