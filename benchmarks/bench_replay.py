@@ -18,7 +18,8 @@ Printed per input:
   (decompression and file reading included), its ratio to the floor, book messages/s and
   level updates/s (levels of every snapshot and delta).
 - ``loader only`` / ``book only``: the loader iterated without a book, and ``OrderBook.apply``
-  over the messages already in a list: where the time goes.
+  over the messages already in a list: where the time goes. ``ref book``: the reference
+  design's plain ``SortedDict`` book (``book[p] = s`` / ``book.pop(p)``) over the same list.
 - ``straightforward`` (Bybit-format inputs): the reference design the issue measured before this
   project, in the same run: ``orjson.loads`` + ``round(float(price) / tick)`` per level + a
   ``SortedDict`` book updated with ``book[p] = s`` / ``book.pop(p)``, no validation.
@@ -166,6 +167,23 @@ def book_only(messages: list) -> None:
         apply(msg)
 
 
+def reference_book_only(messages: list) -> None:
+    """The reference design's book over the same messages: ``book[p] = s`` / ``book.pop(p)``."""
+    bids: SortedDict = SortedDict()
+    asks: SortedDict = SortedDict()
+    for msg in messages:
+        if type(msg) is dp.SnapshotMessage:
+            bids = SortedDict((p, s) for p, s in msg.bids if s)
+            asks = SortedDict((p, s) for p, s in msg.asks if s)
+            continue
+        for side, levels in ((bids, msg.bids), (asks, msg.asks)):
+            for price, size in levels:
+                if size == 0.0:
+                    side.pop(price, None)
+                else:
+                    side[price] = size
+
+
 def straightforward(lines: list[bytes], ticks: dict[str, float]) -> None:
     """The pre-project reference: orjson + float tick conversion + plain SortedDict updates."""
     books: dict[str, tuple[SortedDict, SortedDict]] = {}
@@ -218,6 +236,7 @@ def bench_throughput(name: str, jobs: Jobs, repeat: int, bybit: bool) -> dict:
     t_validated = best_of(repeat, lambda: replay(jobs, check_crossed=False))
     t_loader = best_of(repeat, lambda: loader_only(jobs))
     t_book = best_of(repeat, lambda: book_only(messages))
+    t_ref_book = best_of(repeat, lambda: reference_book_only(messages))
     row = {
         "input": name, "jobs": [[str(p), sym] for p, sym in jobs], "lines": n_lines,
         "book_messages": n_book, "level_updates": n_levels,
@@ -232,6 +251,7 @@ def bench_throughput(name: str, jobs: Jobs, repeat: int, bybit: bool) -> dict:
         "book_only_msgs_per_s": n_book / t_book,
         "book_only_levels_per_s": n_levels / t_book,
         "book_share_of_replay": t_book / t_replay,
+        "reference_book_only_msgs_per_s": n_book / t_ref_book,
     }
     if bybit:
         ticks = {m.symbol: m.tick_size for m in messages}
@@ -348,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
           " (a file with k symbols is replayed k times, once per symbol, as load_messages requires):")
     header = (f"{'input':34} {'lines':>7} {'floor l/s':>10} {'replay l/s':>10} {'ratio':>6} "
               f"{'no-chk':>6} {'book msg/s':>10} {'levels/s':>10} {'loader l/s':>10} "
-              f"{'book-only msg/s':>15} {'straightfwd':>11}")
+              f"{'book-only msg/s':>15} {'ref book msg/s':>14} {'straightfwd':>11}")
     print(header)
     for name, jobs, bybit in inputs:
         r = bench_throughput(name, jobs, args.repeat, bybit)
@@ -358,9 +378,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['replay_lines_per_s']:>10,.0f} {r['ratio_replay_to_floor']:>6.1%} "
               f"{r['ratio_replay_no_cross_check_to_floor']:>6.1%} {r['replay_book_msgs_per_s']:>10,.0f} "
               f"{r['replay_levels_per_s']:>10,.0f} {r['loader_only_lines_per_s']:>10,.0f} "
-              f"{r['book_only_msgs_per_s']:>15,.0f} {ref:>11}")
+              f"{r['book_only_msgs_per_s']:>15,.0f} {r['reference_book_only_msgs_per_s']:>14,.0f} {ref:>11}")
     print("  ratio = replay / floor; no-chk = the same with load_messages(check_crossed=False), the"
-          " mode Replay iterates in after its validating pass; straightfwd = the reference design / floor")
+          " mode Replay iterates in after its validating pass; ref book = the reference design's"
+          " SortedDict book over the same messages; straightfwd = the reference design / floor")
 
     print(f"\nReplay checkpoints ({args.starts} start_at calls at seeded random times):")
     print(f"{'input':30} {'ckpts':>6} {'build s':>8} {'open s':>7} {'start_at mean ms':>17} {'median':>7} {'max':>7}")
