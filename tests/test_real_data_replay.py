@@ -147,10 +147,13 @@ def independent_binance_replay(paths: list[Path]):
     one must have ``pu`` equal to the previous diff's ``u``.
 
     Returns:
-        ``(bbos, tickers)``: ``bbos`` is ``[(update_id, best bid, best ask)]`` after the snapshot
-        and after every applied diff; ``tickers`` the ``bookTicker`` payloads.
+        ``(bbos, tickers, n_buffered)``: ``bbos`` is ``[(update_id, best bid, best ask)]`` after
+        the snapshot and after every applied diff; ``tickers`` the ``bookTicker`` payloads;
+        ``n_buffered`` how many of the applied diffs come before the snapshot line in the file
+        (received while the recorder fetched the snapshot).
     """
     snapshot, diffs, tickers = None, [], []
+    n_before_snapshot = 0
     for path in paths:
         for line in _read_lines(path):
             if not line.strip():
@@ -164,6 +167,8 @@ def independent_binance_replay(paths: list[Path]):
             data = obj["data"]
             if data["e"] == "depthUpdate":
                 diffs.append(data)
+                if snapshot is None:
+                    n_before_snapshot += 1
             elif data["e"] == "bookTicker":
                 tickers.append(data)
     assert snapshot is not None
@@ -173,7 +178,8 @@ def independent_binance_replay(paths: list[Path]):
     last = snapshot["lastUpdateId"]
     bbos = [(last, *book.bbo())]
     prev_u = None
-    for diff in diffs:
+    n_buffered = 0
+    for i, diff in enumerate(diffs):
         if prev_u is None:
             if diff["u"] < last:
                 continue
@@ -184,22 +190,36 @@ def independent_binance_replay(paths: list[Path]):
         book.asks.update(diff["a"])
         prev_u = diff["u"]
         bbos.append((prev_u, *book.bbo()))
-    return bbos, tickers
+        n_buffered += i < n_before_snapshot
+    return bbos, tickers, n_buffered
 
 
 # ---------------------------------------------------------------------- project replay
 
 
-def project_bbos(paths, symbol: str | None):
-    """[(kind, ts, update_id, best bid, best ask, tick_size)] after every book message."""
-    from data_processor import DeltaMessage, SnapshotMessage, load_messages
+def project_bbos(paths, symbol: str | None, mode: str = "apply"):
+    """[(kind, ts, update_id, best bid, best ask, tick_size)] after every book message.
+
+    ``mode="apply"``: ``load_messages`` + the caller's ``OrderBook.apply`` (the loader keeps
+    its own light book for the crossing check). ``mode="replay"``: ``data_processor.replay``,
+    where the loader applies every message to one ``OrderBook`` itself (its fused fast path).
+    """
+    from data_processor import DeltaMessage, SnapshotMessage, load_messages, replay
 
     book = None
     out = []
-    for msg in load_messages(paths, symbol=symbol):
-        if book is None:
-            book = OrderBook(msg.symbol, msg.tick_size)
-        book.apply(msg)
+    if mode == "apply":
+        def stream():
+            nonlocal book
+            for msg in load_messages(paths, symbol=symbol):
+                if book is None:
+                    book = OrderBook(msg.symbol, msg.tick_size)
+                book.apply(msg)
+                yield msg, book
+    else:
+        assert mode == "replay", mode
+        stream = lambda: replay(paths, symbol=symbol)  # noqa: E731
+    for msg, book in stream():
         if isinstance(msg, SnapshotMessage | DeltaMessage):
             kind = "snapshot" if isinstance(msg, SnapshotMessage) else "delta"
             out.append((kind, msg.ts, msg.update_id, book.best_bid(), book.best_ask(), msg.tick_size))
@@ -240,10 +260,12 @@ def test_bybit_best_bid_ask_matches_independent_replay(shared_data, name):
     expected = independent_bybit_bbos(path)
     assert expected, f"no orderbook messages in {path}"
     for symbol, exp in expected.items():
-        got = project_bbos(path, symbol)
-        assert [g[0] for g in got] == [e[0] for e in exp], f"{name} {symbol}: snapshot/delta sequence differs"
-        assert [g[1] for g in got] == [e[1] for e in exp], f"{name} {symbol}: ts sequence differs"
-        _compare(exp, got, f"{name} {symbol}")
+        for mode in ("apply", "replay"):
+            got = project_bbos(path, symbol, mode)
+            label = f"{name} {symbol} ({mode})"
+            assert [g[0] for g in got] == [e[0] for e in exp], f"{label}: snapshot/delta sequence differs"
+            assert [g[1] for g in got] == [e[1] for e in exp], f"{label}: ts sequence differs"
+            _compare(exp, got, label)
 
 
 def test_bybit_multi_symbol_file_refused_without_symbol(shared_data):
@@ -262,7 +284,7 @@ def test_bybit_multi_symbol_file_refused_without_symbol(shared_data):
 def test_binance_best_bid_ask_matches_exact_replay_and_book_ticker(shared_data, session):
     names, n_applied = BINANCE_SESSIONS[session]
     paths = [shared_data / "binance" / "hftbacktest-usdm" / n for n in names]
-    expected, tickers = independent_binance_replay(paths)
+    expected, tickers, n_buffered = independent_binance_replay(paths)
     assert len(expected) == 1 + n_applied  # the snapshot, then every applied diff
 
     # The exchange's own bookTicker confirms the independent replay where update ids coincide.
@@ -276,9 +298,17 @@ def test_binance_best_bid_ask_matches_exact_replay_and_book_ticker(shared_data, 
     assert confirmed > 0, f"{session}: no bookTicker update id matched a diff's u"
 
     symbol = names[0].split("_")[0].upper()
-    got = project_bbos(paths, symbol)
+    got = project_bbos(paths, symbol, "apply")
     assert got[0][0] == "snapshot" and all(g[0] == "delta" for g in got[1:])
     _compare(expected, got, session)
+    # The loader's one-book path (replay(): it applies to the OrderBook itself) gives the same,
+    # except that, as documented, the book already holds the diffs buffered before the REST
+    # snapshot line when the snapshot and those diffs are yielded.
+    rep = project_bbos(paths, symbol, "replay")
+    assert [r[:3] for r in rep] == [g[:3] for g in got]
+    k = n_buffered
+    assert all(r[3:5] == got[k][3:5] for r in rep[: k + 1]), f"{session}: replay() state at the snapshot"
+    assert rep[k + 1 :] == got[k + 1 :], f"{session}: replay() differs from load_messages + apply"
 
     # And the project's own book, directly against bookTicker.
     tick = Decimal(repr(got[0][5]))
