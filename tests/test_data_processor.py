@@ -8,6 +8,7 @@ import os
 import random
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -193,11 +194,38 @@ BAD = [
 ]
 
 
+def run_mode(path, mode, **kw):
+    """The messages of ``path`` read one of three ways (errors must not depend on the way):
+    ``light``: load_messages alone (its own light book checks crossing); ``book``: with the
+    caller's OrderBook (``book=``); ``replay``: ``replay()``. Returns (messages, book)."""
+    if mode == "light":
+        msgs = load(path, **kw)
+        book = OrderBook()
+        for m in msgs:
+            book.apply(m)
+        return msgs, book
+    if mode == "book":
+        book = OrderBook("BTCUSDT", 0.1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # matching tick: no warning
+            return list(load_messages(path, book=book, tick_size=0.1, **kw)), book
+    pairs = list(dp.replay(path, **kw))
+    assert len({id(b) for _, b in pairs}) <= 1  # one book throughout
+    return [m for m, _ in pairs], (pairs[-1][1] if pairs else None)
+
+
+MODES = ["light", "book", "replay"]
+
+
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("name,objs,line,reason", BAD, ids=[b[0] for b in BAD])
-def test_each_bad_input_names_file_and_line(tmp_path, name, objs, line, reason):
+def test_each_bad_input_names_file_and_line(tmp_path, name, objs, line, reason, mode):
     p = write(tmp_path, lines_of(*objs))
     with pytest.raises(DataFormatError, match=reason) as e:
-        load(p)
+        if mode == "light":
+            load(p)
+        else:
+            run_mode(p, mode)
     err = e.value
     assert isinstance(err, ValueError)
     assert (err.path, err.line) == (str(p), line)
@@ -247,6 +275,204 @@ def test_binance_gap_in_pu_chain(tmp_path):
     straddle = [snap_line, diff(102, 105, 101, 6)]  # first diff must have U <= 100 <= u
     with pytest.raises(DataFormatError, match="does not cover lastUpdateId 100"):
         load(write(tmp_path, lines_of(*straddle), "straddle.jsonl"))
+
+
+# ----------------------------------------------------- one book per replay (book=, replay)
+
+
+def random_changes(rng: random.Random, bids: dict, asks: dict) -> tuple[dict, dict]:
+    """Level changes of one delta near the top of a (bids, asks) model; may move the market."""
+    bb = max(bids) if bids else None
+    ba = min(asks) if asks else None
+    db: dict[int, int] = {}
+    da: dict[int, int] = {}
+    for _ in range(rng.randint(1, 6)):
+        if rng.random() < 0.5 and bids:
+            t = rng.choice([*bids, bb - rng.randint(1, 4)])
+            db[t] = 0 if (t in bids and rng.random() < 0.4 and len(bids) > 1) else rng.randint(1, 9)
+        elif asks:
+            t = rng.choice([*asks, ba + rng.randint(1, 4)])
+            da[t] = 0 if (t in asks and rng.random() < 0.4 and len(asks) > 1) else rng.randint(1, 9)
+    move = rng.random()
+    gap = bb is not None and ba is not None and ba - bb > 1
+    if move < 0.15 and gap:  # improve the bid
+        db[rng.randint(bb + 1, ba - 1)] = rng.randint(1, 9)
+    elif move < 0.3 and gap:  # improve the ask
+        da[rng.randint(bb + 1, ba - 1)] = rng.randint(1, 9)
+    elif move < 0.45 and len(bids) > 1:  # the best bid leaves
+        db[bb] = 0
+    elif move < 0.6 and len(asks) > 1:  # the best ask leaves
+        da[ba] = 0
+    return db, da
+
+
+def random_stream(seed: int, n: int = 300, p_cross: float = 0.01, p_bad: float = 0.0) -> list:
+    """A Bybit stream (tick 0.1) whose market drifts both ways, with trades, occasional
+    snapshots, crossing deltas (probability ``p_cross``) and, with ``p_bad``, gaps, bad
+    values and broken lines."""
+    rng = random.Random(seed)
+    bids = {1000 - i: rng.randint(1, 9) for i in range(1, 6)}
+    asks = {1000 + i: rng.randint(1, 9) for i in range(0, 5)}
+
+    def px(t):
+        return f"{t / 10:.1f}"
+
+    def levels(d):
+        return [[px(t), str(q)] for t, q in d.items()]
+
+    out = [snap(0, 1, levels(bids), levels(asks))]
+    u, ts = 1, 0
+    for _ in range(n):
+        ts += rng.randint(0, 50)
+        r = rng.random()
+        if r < 0.05:
+            out.append(trade(ts, px(max(bids) if bids else 1000), "0.5", rng.choice(["Buy", "Sell"])))
+            continue
+        u += 1
+        if r < 0.08:  # a fresh snapshot
+            mid = rng.randint(900, 1100)
+            bids = {mid - i: rng.randint(1, 9) for i in range(1, 6)}
+            asks = {mid + i: rng.randint(1, 9) for i in range(0, 5)}
+            out.append(snap(ts, u, levels(bids), levels(asks)))
+            continue
+        db, da = random_changes(rng, bids, asks)
+        if db and da and max(db) >= min(da):
+            continue  # keep the generated market uncrossed unless asked below
+        nb = {**bids, **db}
+        na = {**asks, **da}
+        nb = {t: q for t, q in nb.items() if q}
+        na = {t: q for t, q in na.items() if q}
+        if nb and na and max(nb) >= min(na):
+            continue
+        if rng.random() < p_cross and na:
+            db[min(na) + rng.randint(0, 2)] = 1  # crosses (or locks) the book
+        elif rng.random() < p_bad:
+            kind = rng.randrange(4)
+            if kind == 0:
+                u += 1  # gap
+            elif kind == 1:
+                db[max(bids) if bids else 999] = -1  # bad size: the size text is "-1"
+            elif kind == 2:
+                out.append(b"{broken")
+            else:
+                ts -= 100  # time backwards
+        else:
+            bids, asks = nb, na
+        out.append(delta(ts, u, [[px(t), str(q)] for t, q in db.items()],
+                         [[px(t), str(q)] for t, q in da.items()]))
+    return out
+
+
+def collect(path, mode, **kw):
+    """(messages, books after each book message, error) of one way of reading ``path``."""
+    msgs: list = []
+    books: list = []
+    err = None
+    ref = OrderBook()
+    try:
+        if mode == "light":
+            for m in load_messages(path, **kw):
+                msgs.append(m)
+                ref.apply(m)
+                if type(m) is not TradeMessage:
+                    books.append((dict(ref.bids), dict(ref.asks)))
+        else:
+            book = OrderBook("BTCUSDT", 0.1)
+            it = load_messages(path, book=book, **kw) if mode == "book" else dp.replay(path, **kw)
+            for x in it:
+                m, bk = (x, book) if mode == "book" else x
+                msgs.append(m)
+                if type(m) is not TradeMessage:
+                    books.append((dict(bk.bids), dict(bk.asks)))
+    except DataFormatError as e:
+        err = (e.path, e.line, e.reason)
+    return msgs, books, err
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_one_book_modes_equal_on_random_streams(tmp_path, seed):
+    """The caller's book (book=, replay) gives the same messages, errors and book states as
+    load_messages + a separate OrderBook; raise mode (crossings) and skip mode (all problems)."""
+    p = write(tmp_path, lines_of(*random_stream(seed, p_cross=0.004)))
+    light = collect(p, "light")
+    assert collect(p, "book") == light
+    assert collect(p, "replay") == light
+    p = write(tmp_path, lines_of(*random_stream(seed, p_cross=0.03, p_bad=0.03)), "bad.jsonl")
+    reports = []
+    for mode in MODES:
+        rep = LoadReport()
+        got = collect(p, mode, on_error="skip", report=rep)
+        reports.append(rep)
+        assert got[0] == collect(p, "light", on_error="skip")[0] and got[2] is None
+        if mode != "light":  # the book after every yielded book message equals the reference
+            assert got[1] == collect(p, "light", on_error="skip")[1]
+    assert reports[0] == reports[1] == reports[2]
+
+
+def test_random_streams_exercise_every_path(tmp_path):
+    """The streams above do meet crossings (raise) and every problem kind (skip)."""
+    errors = [collect(write(tmp_path, lines_of(*random_stream(s, p_cross=0.004)), f"{s}.jsonl"), "light")[2]
+              for s in range(12)]
+    assert any(e is not None and "crossed" in e[2] for e in errors)
+    assert any(e is None for e in errors)
+    rep = LoadReport()
+    for s in range(12):
+        load(write(tmp_path, lines_of(*random_stream(s, p_cross=0.03, p_bad=0.03)), f"b{s}.jsonl"),
+             on_error="skip", report=rep)
+    assert {"crossed", "gap", "bad value", "malformed JSON", "time backwards"} <= set(rep.problems)
+
+
+def test_crossing_bounds_are_conservative(tmp_path):
+    """The best bid leaves, then an ask comes in at its old price: not crossed (the fast
+    check's stale bound meets the ask, the exact check on the book clears it)."""
+    objs = [SNAP, delta(1100, 2, [["100.0", "0"]], []), delta(1200, 3, [], [["100.0", "2"]]),
+            delta(1300, 4, [["99.5", "0"]], [["99.5", "1"]])]  # 99.5: locked only if 99.5 bid remained
+    for mode in MODES:
+        msgs, book = run_mode(write(tmp_path, lines_of(*objs)), mode)
+        assert len(msgs) == 4 and book.best_bid() is None and book.best_ask() == (995, 1.0)
+    with pytest.raises(DataFormatError, match=r":3: book of BTCUSDT is crossed.*best bid 995 >= best ask 995"):
+        run_mode(write(tmp_path, lines_of(*objs[:2], delta(1200, 3, [], [["99.5", "2"]]))), "replay")
+
+
+def test_book_mode_skip_crossing_keeps_waiting_for_snapshot(tmp_path):
+    objs = [SNAP, delta(1100, 2, [["101.0", "1"]], []), delta(1200, 3, [["99.0", "1"]], []),
+            trade(1250, "100.5", "1"), snap(1300, 9, [["99.0", "1"]], [["99.5", "1"]]),
+            delta(1400, 10, [["98.5", "1"]], [])]
+    rep = LoadReport()
+    book = OrderBook("BTCUSDT", 0.1)
+    msgs = list(load_messages(write(tmp_path, lines_of(*objs)), on_error="skip", report=rep, book=book))
+    assert [type(m).__name__ for m in msgs] == ["SnapshotMessage", "TradeMessage", "SnapshotMessage", "DeltaMessage"]
+    assert rep.problems == {"crossed": 1} and rep.dropped_deltas == 1
+    assert rep.messages == {"snapshot": 2, "delta": 1, "trade": 1}
+    assert dict(book.bids) == {990: 1.0, 985: 1.0} and dict(book.asks) == {995: 1.0}
+    assert book.update_id == 10 and book.n_applied == 4  # the refused delta was applied, then replaced
+
+
+def test_replay_book_has_symbol_and_tick(tmp_path):
+    pairs = list(dp.replay(write(tmp_path, lines_of(*good_stream()))))
+    book = pairs[0][1]
+    assert (book.symbol, book.tick_size) == ("BTCUSDT", 0.1)
+    assert [getattr(m, "update_id", None) for m, _ in pairs] == [1, 2, None, 3]
+    assert book.best_bid() == (995, 2.0) and book.best_ask() == (1005, 2.0) and book.size_at(1, 990) == 4.0
+    assert book.best_bid_price() == (99.5, 2.0)
+
+
+def test_book_with_other_tick_warns(tmp_path):
+    with pytest.warns(UserWarning, match="tick_size 1.0 but BTCUSDT has tick size 0.1"):
+        msgs = list(load_messages(write(tmp_path, lines_of(*good_stream())), book=OrderBook()))
+    assert len(msgs) == 4
+
+
+def test_report_complete_when_iteration_stops_early(tmp_path):
+    p = write(tmp_path, lines_of(*good_stream(), delta(1300, 4, [], []), delta(1400, 5, [], [])))
+    rep = LoadReport()
+    it = load_messages(p, report=rep)
+    assert [type(next(it)).__name__ for _ in range(3)] == ["SnapshotMessage", "DeltaMessage", "TradeMessage"]
+    it.close()
+    assert rep.messages == {"snapshot": 1, "delta": 1, "trade": 1} and rep.lines == 3
+    full = LoadReport()
+    load(p, report=full)
+    assert full.messages == {"snapshot": 1, "delta": 4, "trade": 1} and full.lines == 6
 
 
 # --------------------------------------------------------------------------- skip mode
