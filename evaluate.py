@@ -509,7 +509,7 @@ def run_evaluation(
     for name, trace in traces.items():
         utils.plot_episode(
             trace, out / f"episode_first_{name}.png",
-            title=(f"{name} — first evaluation episode, {env_config.symbol or ''} "
+            title=(f"{name} — first evaluation episode, {env_config.symbol or _data_name(env_config)}, "
                    f"start_ts={trace['ts'][0] if trace['ts'] else '?'}"),
             horizons_ms=MARKOUT_HORIZONS_MS,
         )
@@ -738,6 +738,11 @@ def _main(args: argparse.Namespace, env_map: dict[str, str]) -> int:
     print(f"Sharpe/Sortino annualisation: {ann}")
     print(f"wrote {out}")
     return 0
+
+
+def _data_name(env_config: Any) -> str:
+    d = env_config.data_path
+    return Path(d if isinstance(d, str | os.PathLike) else d[0]).name
 
 
 def check_spaces(agent: Any, env: Any) -> None:

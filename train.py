@@ -234,7 +234,8 @@ class TrainingMonitor:
         save_model(agent, path, self.model_meta)
         utils.atomic_write_json(ckpt_root / "latest.json", {
             "checkpoint": path.name, "num_timesteps": agent.num_timesteps,
-            "num_updates": agent.num_updates, "best_eval_pnl": self.best_eval,
+            "num_updates": agent.num_updates,
+            "best_eval_pnl": self.best_eval if math.isfinite(self.best_eval) else None,
             "wall_s": time.perf_counter() - self.t0,
         })
         self.last_checkpoint = path
@@ -547,7 +548,8 @@ def _train(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> int:  #
             df = pd.read_csv(log_file)
             rows = df[df["update"] <= agent.num_updates].to_dict("records")
         latest = orjson.loads((run_dir / "checkpoints" / "latest.json").read_bytes())
-        best = float(latest.get("best_eval_pnl", -math.inf))
+        saved_best = latest.get("best_eval_pnl")  # None: no periodic evaluation yet
+        best = -math.inf if saved_best is None else float(saved_best)
         wall = float(latest.get("wall_s", 0.0))
     monitor = TrainingMonitor(run_dir, settings, model_meta, eval_fn, total,
                               start_timesteps=agent.num_timesteps, log_rows=rows, best_eval=best,
