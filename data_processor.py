@@ -48,6 +48,7 @@ import gzip
 import hashlib
 import heapq
 import io
+import itertools
 import logging
 import math
 import os
@@ -654,8 +655,6 @@ class _Reader:
         # Bybit topic -> (symbol, state, data "s") of book streams seen and wanted: the lines
         # the fused fast loop of ``messages`` may handle.
         self._fast: dict[str, tuple[str, _SymState, str]] = {}
-        self._fast_deltas = 0  # deltas yielded by the fast loop, added to the report at the end
-        self._fast_lines = 0
         self.paths = paths
         self.symbol = symbol
         self.skip = on_error == "skip"
@@ -724,11 +723,7 @@ class _Reader:
         try:
             yield from self._batches()
         except _Several:
-            names = _scan_symbols(self.paths, self.tick_size)
-            raise DataFormatError(
-                self.path, self.line_no,
-                f"the data holds several symbols ({', '.join(names)}); pass symbol= one of them",
-            ) from None
+            raise self._several_error() from None
         if self.skip:
             self._finish_log()
 
@@ -815,43 +810,62 @@ class _Reader:
                 if out:
                     yield out
 
-    def messages(self) -> Iterator[Message]:
-        """Every message, one by one (``load_messages``): one fused loop for Bybit v5 files.
+    def messages(self, pairs: bool = False) -> Iterator[Any]:
+        """Every message, one by one (``load_messages``); ``(message, book)`` with ``pairs``.
 
-        A Bybit delta line of a book stream already seen (``_fast``), synchronised, with the
-        next update id, a timestamp not going back and clean levels is converted, applied and
-        yielded here without further calls; any other line, and any line where one of those
-        checks fails, goes through the general path, which does every check again and words
-        the problem. The fast loop changes no state before all its checks passed.
+        One fused loop for Bybit v5 files (``_bybit_fast``): a delta line of a book stream
+        already seen (``_fast``), synchronised, with the next update id, a timestamp not going
+        back and clean levels is converted, applied and yielded there without further calls;
+        any other line, and any line where one of those checks fails, goes through the general
+        path, which does every check again and words the problem. The fast loop changes no
+        state before all its checks passed. The per-file generators are chained in C
+        (``itertools.chain``), so no generator layer sits above them.
         """
-        rep = self.report
+        return itertools.chain.from_iterable(self._parts(pairs))
+
+    def _parts(self, pairs: bool) -> Iterator[Iterator[Any]]:
+        start_file = self.start[0] if self.start else 0
+        for fi in range(start_file, len(self.paths)):
+            fmt = self._open_file(fi)
+            if fmt == "bybit":
+                yield self._bybit_fast(fi, pairs)
+            elif fmt is not None:
+                yield self._general_messages(fi, fmt, pairs)
+        yield self._tail(pairs)
+
+    def _several_error(self) -> DataFormatError:
+        names = _scan_symbols(self.paths, self.tick_size)
+        return DataFormatError(self.path, self.line_no,
+                               f"the data holds several symbols ({', '.join(names)}); pass symbol= one of them")
+
+    def _emit(self, out: list[Message], pairs: bool) -> Iterator[Any]:
+        """The messages of one line of the general path (as pairs with the book)."""
+        if not pairs:
+            yield from out
+            return
+        xb = self.ext_book
+        if xb is None:  # a trade before the first snapshot (tick_size= given)
+            from order_book import OrderBook
+
+            xb = self.ext_book = OrderBook(out[0].symbol, out[0].tick_size)
+        for m in out:
+            yield m, xb
+
+    def _general_messages(self, fi: int, fmt: str, pairs: bool) -> Iterator[Any]:
         try:
-            start_file = self.start[0] if self.start else 0
-            for fi in range(start_file, len(self.paths)):
-                fmt = self._open_file(fi)
-                if fmt is None:
-                    continue
-                if fmt != "bybit":
-                    for out in self._file_batches(fi, fmt):
-                        yield from out
-                    continue
-                yield from self._bybit_fast(fi)
-            yield from self._finish_binance()
+            for out in self._file_batches(fi, fmt):
+                yield from self._emit(out, pairs)
         except _Several:
-            names = _scan_symbols(self.paths, self.tick_size)
-            raise DataFormatError(
-                self.path, self.line_no,
-                f"the data holds several symbols ({', '.join(names)}); pass symbol= one of them",
-            ) from None
-        finally:
-            if self._fast_deltas:
-                rep.messages["delta"] += self._fast_deltas
-            rep.lines += self._fast_lines
-            self._fast_deltas = self._fast_lines = 0
+            raise self._several_error() from None
+
+    def _tail(self, pairs: bool) -> Iterator[Any]:
+        out = self._finish_binance()
+        if out:
+            yield from self._emit(out, pairs)
         if self.skip:
             self._finish_log()
 
-    def _bybit_fast(self, fi: int) -> Iterator[Message]:  # noqa: C901 - one fused hot loop on purpose
+    def _bybit_fast(self, fi: int, pairs: bool) -> Iterator[Any]:  # noqa: C901 - one fused hot loop on purpose
         """The fused loop of ``messages`` over one Bybit v5 file (see there)."""
         rep = self.report
         handler = self._line_bybit
@@ -945,7 +959,10 @@ class _Reader:
                                     st.last_u = u
                                     st.last_ts = ts
                                     n_deltas += 1
-                                    yield msg
+                                    if pairs:
+                                        yield msg, xb
+                                    else:
+                                        yield msg
                                     continue
                     # every other line: the complete path
                     if not raw.strip():
@@ -954,11 +971,14 @@ class _Reader:
                     self.line_no, self.offset = line_no, offset
                     out = general(raw, handler, obj if type(obj) is dict else None)
                     if out:
+                        yield from self._emit(out, pairs)
                         xb = self.ext_book  # made at the first snapshot with make_book
-                        yield from out
+            except _Several:
+                raise self._several_error() from None
             finally:
-                self._fast_deltas += n_deltas
-                self._fast_lines += n_lines
+                if n_deltas:
+                    rep.messages["delta"] += n_deltas
+                rep.lines += n_lines
                 self.line_no, self.offset = line_no, offset
 
     def _recheck(self, xb: Any, st: _SymState, symbol: str, line_no: int, offset: int) -> bool:
@@ -1539,17 +1559,7 @@ def replay(
     """
     paths = _as_paths(path_or_paths)
     reader = _Reader(paths, symbol, on_error, tick_size, False, check_crossed, report, make_book=True)
-    return _with_book(reader)
-
-
-def _with_book(reader: _Reader) -> Iterator[tuple[Message, Any]]:
-    from order_book import OrderBook
-
-    for m in reader.messages():
-        bk = reader.ext_book
-        if bk is None:  # a trade before the first snapshot (tick_size= given)
-            bk = reader.ext_book = OrderBook(m.symbol, m.tick_size)
-        yield m, bk
+    return reader.messages(pairs=True)
 
 
 # --------------------------------------------------------------------------------------------
