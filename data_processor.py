@@ -881,11 +881,12 @@ class _Reader:
         xb = self.ext_book
         n_lines = n_deltas = 0
         with _open_binary(self.paths[fi]) as fh:
-            offset, line_no = self._start_pos(fh, fi)
+            # no byte offsets here: only Replay's checkpoints need them, and Replay reads
+            # through batches()
+            line_no = self._start_pos(fh, fi)[1]
             try:
                 for raw in fh:
                     line_no += 1
-                    offset += len(raw)
                     if (flt is not None and flt not in raw and (keep is None or keep not in raw)
                             and (need is None or need in raw)):
                         if raw.strip():
@@ -944,7 +945,7 @@ class _Reader:
                                         xb.apply(msg)
                                         if check:
                                             if hi >= lo:
-                                                if self._recheck(xb, st, symbol, line_no, offset):
+                                                if self._recheck(xb, st, symbol, line_no):
                                                     continue
                                             else:
                                                 st.bb_hi = hi
@@ -953,7 +954,7 @@ class _Reader:
                                         book = st.book
                                         book.update(bids, asks)
                                         if book.crossed():
-                                            self.line_no, self.offset = line_no, offset
+                                            self.line_no = line_no
                                             self._problem("crossed", _crossed_reason(symbol, book.bb, book.ba), symbol)
                                             continue
                                     st.last_u = u
@@ -968,7 +969,7 @@ class _Reader:
                     if not raw.strip():
                         continue
                     n_lines += 1
-                    self.line_no, self.offset = line_no, offset
+                    self.line_no = line_no
                     out = general(raw, handler, obj if type(obj) is dict else None)
                     if out:
                         yield from self._emit(out, pairs)
@@ -979,9 +980,9 @@ class _Reader:
                 if n_deltas:
                     rep.messages["delta"] += n_deltas
                 rep.lines += n_lines
-                self.line_no, self.offset = line_no, offset
+                self.line_no = line_no
 
-    def _recheck(self, xb: Any, st: _SymState, symbol: str, line_no: int, offset: int) -> bool:
+    def _recheck(self, xb: Any, st: _SymState, symbol: str, line_no: int) -> bool:
         """Exact crossing test of the caller's book when the bounds meet; True: crossed (reported)."""
         bb = xb.best_bid()
         ba = xb.best_ask()
@@ -989,7 +990,7 @@ class _Reader:
         st.ba_lo = ba[0] if ba is not None else _NO_ASK
         if st.bb_hi < st.ba_lo:
             return False
-        self.line_no, self.offset = line_no, offset
+        self.line_no = line_no
         self._problem("crossed", _crossed_reason(symbol, st.bb_hi, st.ba_lo), symbol)
         return True
 
