@@ -879,6 +879,7 @@ class _Reader:
         delta_cls = DeltaMessage
         check = self.check_crossed
         xb = self.ext_book
+        apply = xb.apply if xb is not None else None
         n_lines = n_deltas = 0
         with _open_binary(self.paths[fi]) as fh:
             # no byte offsets here: only Replay's checkpoints need them, and Replay reads
@@ -898,9 +899,10 @@ class _Reader:
                     except json_error:
                         obj = None
                     if type(obj) is dict:
-                        ent = fast.get(obj.get("topic"))
-                        data = obj.get("data")
-                        if ent is not None and type(data) is dict and obj.get("type") == "delta":
+                        topic = obj.get("topic")
+                        ent = fast.get(topic) if type(topic) is str else None
+                        data = obj.get("data") if ent is not None else None
+                        if type(data) is dict and obj.get("type") == "delta":
                             symbol, st, name = ent
                             ts = obj.get("ts")
                             u = data.get("u")
@@ -942,7 +944,7 @@ class _Reader:
                                     msg = delta_cls(ts, symbol, bids, asks, u, st.tick, None, data.get("seq"))
                                     n_lines += 1
                                     if xb is not None:
-                                        xb.apply(msg)
+                                        apply(msg)
                                         if check:
                                             if hi >= lo:
                                                 if self._recheck(xb, st, symbol, line_no):
@@ -974,6 +976,7 @@ class _Reader:
                     if out:
                         yield from self._emit(out, pairs)
                         xb = self.ext_book  # made at the first snapshot with make_book
+                        apply = xb.apply if xb is not None else None
             except _Several:
                 raise self._several_error() from None
             finally:

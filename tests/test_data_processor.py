@@ -177,6 +177,8 @@ BAD = [
     ("missing ts", [SNAP, {"topic": "orderbook.50.BTCUSDT", "type": "delta",
                            "data": {"s": "BTCUSDT", "b": [], "a": [], "u": 2}}], 2, "missing field 'ts'"),
     ("unknown type", [SNAP, {**delta(1100, 2, [], []), "type": "update"}], 2, "unknown message type 'update'"),
+    ("topic not a string", [SNAP, {"topic": ["orderbook.50.BTCUSDT"], "type": "delta", "ts": 1100,
+                                    "data": {"s": "BTCUSDT", "b": [], "a": [], "u": 2}}], 2, "'topic' is not a string"),
     ("unknown topic", [SNAP, {"topic": "weird.BTCUSDT", "type": "snapshot", "ts": 1, "data": {}}], 2, "unknown message type"),
     ("non-numeric price", [SNAP, delta(1100, 2, [["abc", "1"]], [])], 2, "non-numeric price 'abc'"),
     ("non-numeric size", [SNAP, delta(1100, 2, [["99.0", "x"]], [])], 2, "non-numeric size 'x'"),
