@@ -457,9 +457,8 @@ def _resume_run(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> tu
     if given:
         raise utils.CliError(f"--resume uses the run's saved config; cannot change {sorted(given)}")
     settings = utils.dataclass_from_dict(TrainSettings, params["train_settings"], source=str(params_file))
-    budget = {k: getattr(args, k) for k in ("num_episodes", "total_timesteps") if hasattr(args, k)}
-    if budget:
-        settings = dataclasses.replace(settings, **budget)
+    # Loop settings (budget, intervals, final evaluation) may change on resume.
+    settings = utils.dataclass_from_args(TrainSettings, args, maps["train"], base=settings)
     run = {
         "settings": settings,
         "env": utils.dataclass_from_dict(EnvConfig, params["env_config"], source=str(params_file)),
