@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -331,9 +332,10 @@ def make_vector_env(env_config: Any, n_envs: int, kind: str) -> Any:
     """``n_envs`` copies of the market env in a gymnasium vector env."""
     import gymnasium as gym
 
-    fns = [lambda: evaluate.make_env(env_config) for _ in range(n_envs)]
+    fns = [functools.partial(evaluate.make_env, env_config) for _ in range(n_envs)]
     if kind == "async":
-        return gym.vector.AsyncVectorEnv(fns, context="fork" if sys.platform != "win32" else None)
+        # "spawn", not "fork": forking a process that has initialised TensorFlow can deadlock.
+        return gym.vector.AsyncVectorEnv(fns, context="spawn")
     return gym.vector.SyncVectorEnv(fns)
 
 
@@ -588,7 +590,12 @@ def _train(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> int:  #
     monitor.save_checkpoint(agent)
     monitor.plot()
     if settings.final_eval:
-        _final_evaluation(agent, env_cfg, eval_cfg, settings, seed, run_dir, args)
+        try:
+            _final_evaluation(agent, env_cfg, eval_cfg, settings, seed, run_dir, args)
+        except KeyboardInterrupt:
+            print(f"train.py: final evaluation interrupted; the trained models are in {run_dir / 'models'} "
+                  f"(evaluate them with evaluate.py --model_path ...)", file=sys.stderr)
+            return 130
     print(f"done: {run_dir}")
     return 0
 
