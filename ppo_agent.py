@@ -49,6 +49,7 @@ from utils import RunningMeanStd, atomic_write_bytes, atomic_write_json
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+TRAIN_METRICS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "loss", "grad_norm")
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -289,6 +290,24 @@ class RolloutBuffer:
         self.next_values[t] = np.where(which, values, self.next_values[t])
         self._override[t] |= which
 
+    def flat(self) -> RolloutBatch:
+        """The whole rollout flattened over (steps, envs), as one ``RolloutBatch``."""
+        n = self.n_steps * self.n_envs
+        flat = lambda a: a.reshape(n, *a.shape[2:])  # noqa: E731
+        obs = {k: flat(v) for k, v in self.obs.items()} if isinstance(self.obs, dict) else flat(self.obs)
+        return RolloutBatch(obs, flat(self.actions), flat(self.log_probs), flat(self.advantages),
+                            flat(self.returns), flat(self.values), flat(self.mask))
+
+    def minibatch_indices(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+        """A shuffled ``(n_minibatches, batch_size)`` index array for one epoch.
+
+        Same permutation as ``get``; a remainder smaller than ``batch_size`` is left out.
+        """
+        n = self.n_steps * self.n_envs
+        perm = rng.permutation(n)
+        n_mb = n // batch_size
+        return perm[: n_mb * batch_size].reshape(n_mb, batch_size).astype(np.int32)
+
     def get(self, batch_size: int, rng: np.random.Generator) -> Iterator[RolloutBatch]:
         """Yield shuffled minibatches of exactly ``batch_size`` transitions.
 
@@ -444,6 +463,7 @@ class PPOAgent:
         self._policy_fn = tf.function(self._policy_step, jit_compile=jit, reduce_retracing=True)
         self._value_fn = tf.function(self._value_step, jit_compile=jit, reduce_retracing=True)
         self._train_fn = tf.function(self._train_step, jit_compile=jit)
+        self._epoch_fn = tf.function(self._train_epoch, jit_compile=jit)
         self._ep_returns: deque[float] = deque(maxlen=100)
         self._ep_lengths: deque[int] = deque(maxlen=100)
         self.timings: dict[str, float] = {"env_s": 0.0, "policy_s": 0.0, "update_s": 0.0}
@@ -531,6 +551,37 @@ class PPOAgent:
         clip_frac = mmean(tf.cast(tf.abs(ratio - 1.0) > clip_range, tf.float32))
         return {"policy_loss": pg_loss, "value_loss": v_loss, "entropy": ent, "approx_kl": approx_kl,
                 "clip_fraction": clip_frac, "loss": loss, "grad_norm": grad_norm}
+
+    def _train_epoch(self, obs: Any, actions: tf.Tensor, old_log_prob: tf.Tensor, advantages: tf.Tensor,
+                     returns: tf.Tensor, old_values: tf.Tensor, mask: tf.Tensor, indices: tf.Tensor,
+                     clip_range: tf.Tensor, learning_rate: tf.Tensor, kl_stop: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        """One epoch: ``_train_step`` on every minibatch ``indices[i]``, in one compiled call.
+
+        Looping inside the graph removes the Python/dispatch overhead per minibatch (the
+        update of Pendulum's 640 minibatches per rollout was 0.8 ms per minibatch from Python).
+        Minibatches holding only masked (reset-only) steps are skipped. Stops after the first
+        minibatch whose approx KL exceeds ``kl_stop`` (``inf`` disables).
+
+        Returns:
+            ``(sums of the _train_step metrics in METRIC order, minibatches done, stopped)``.
+        """
+        sums = tf.zeros([len(TRAIN_METRICS)], tf.float32)
+        done = tf.constant(0, tf.int32)
+        stopped = tf.constant(False)
+        for i in tf.range(tf.shape(indices)[0]):
+            if stopped:
+                break
+            idx = indices[i]
+            mb_mask = tf.gather(mask, idx)
+            if tf.reduce_sum(mb_mask) > 0:
+                mb_obs = tf.nest.map_structure(lambda x, idx=idx: tf.gather(x, idx), obs)
+                out = self._train_step(mb_obs, tf.gather(actions, idx), tf.gather(old_log_prob, idx),
+                                       tf.gather(advantages, idx), tf.gather(returns, idx),
+                                       tf.gather(old_values, idx), mb_mask, clip_range, learning_rate)
+                sums += tf.stack([tf.cast(out[k], tf.float32) for k in TRAIN_METRICS])
+                done += 1
+                stopped = out["approx_kl"] > kl_stop
+        return sums, done, stopped
 
     # ------------------------------------------------------------------ observations
 
@@ -757,27 +808,24 @@ class PPOAgent:
         t0 = time.perf_counter()
         lr, clip = self._schedule(total_timesteps)
         lr_t, clip_t = tf.constant(lr, tf.float32), tf.constant(clip, tf.float32)
-        sums: dict[str, float] = {}
+        # Target-KL early stop (SB3 ppo.py: threshold 1.5 * target_kl; CleanRL checks per
+        # epoch): checked after each minibatch inside _train_epoch, stopping the update.
+        kl_stop = tf.constant(1.5 * cfg.target_kl if cfg.target_kl > 0 else np.inf, tf.float32)
+        data = buf.flat()
+        sums = np.zeros(len(TRAIN_METRICS))
         n_mb = 0
         stop = False
-        for _epoch in range(cfg.n_epochs):
-            for mb in buf.get(cfg.batch_size, self.rng):
-                if mb.mask.sum() == 0:
-                    continue
-                with tf.device(self.device):
-                    out = self._train_fn(mb.obs, mb.actions, mb.old_log_prob, mb.advantages, mb.returns,
-                                         mb.old_values, mb.mask, clip_t, lr_t)
-                out = {k: float(v) for k, v in out.items()}
-                for k, v in out.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                n_mb += 1
-                # Target-KL early stop (SB3 ppo.py: threshold 1.5 * target_kl; CleanRL checks
-                # per epoch). Checked after each minibatch, stopping the remaining epochs.
-                if cfg.target_kl > 0 and out["approx_kl"] > 1.5 * cfg.target_kl:
-                    stop = True
+        with tf.device(self.device):
+            tensors = tf.nest.map_structure(tf.convert_to_tensor, data)
+            for _epoch in range(cfg.n_epochs):
+                idx = buf.minibatch_indices(cfg.batch_size, self.rng)
+                s_t, n_t, stop_t = self._epoch_fn(*tensors, idx, clip_t, lr_t, kl_stop)
+                sums += s_t.numpy()
+                n_mb += int(n_t)
+                stop = bool(stop_t)
+                if stop:
                     break
-            if stop:
-                break
+        sums = dict(zip(TRAIN_METRICS, sums.tolist(), strict=True))
         self.num_updates += 1
         self.timings["update_s"] += time.perf_counter() - t0
         stats = {f"train/{k}": v / max(n_mb, 1) for k, v in sums.items()}

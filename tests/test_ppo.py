@@ -503,3 +503,27 @@ def test_xla_matches_graph_mode():
         out.append((agent.predict(obs)[0], agent.predict_values(obs)))
     np.testing.assert_array_equal(out[0][0], out[1][0])
     np.testing.assert_allclose(out[0][1], out[1][1], rtol=1e-5, atol=1e-6)
+
+
+def test_compiled_epoch_equals_minibatch_loop():
+    # _train_epoch (the whole epoch in one compiled call) must do exactly the _train_step sequence.
+    space, act = gym.spaces.Box(-1.0, 1.0, (3,), np.float32), gym.spaces.Discrete(3)
+    rng = np.random.default_rng(0)
+    n, b = 40, 8
+    data = (rng.normal(size=(n, 3)).astype(np.float32), rng.integers(0, 3, n).astype(np.int32),
+            rng.normal(-1.1, 0.1, n).astype(np.float32), rng.normal(size=n).astype(np.float32),
+            rng.normal(size=n).astype(np.float32), rng.normal(size=n).astype(np.float32),
+            (rng.random(n) > 0.2).astype(np.float32))
+    idx = rng.permutation(n).reshape(n // b, b).astype(np.int32)
+    cfg = PPOConfig(hidden_size=8, jit_compile=False)
+    a, c = PPOAgent(space, act, cfg, seed=1), PPOAgent(space, act, cfg, seed=1)
+    clip, lr = tf.constant(0.2), tf.constant(1e-2)
+    sums, done, stopped = a._epoch_fn(*data, idx, clip, lr, tf.constant(np.inf, tf.float32))
+    total = np.zeros(len(ppo_agent.TRAIN_METRICS))
+    for row in idx:
+        out = c._train_fn(*(x[row] for x in data), clip, lr)
+        total += [float(out[k]) for k in ppo_agent.TRAIN_METRICS]
+    assert int(done) == n // b and not bool(stopped)
+    np.testing.assert_allclose(sums.numpy(), total, rtol=1e-4, atol=1e-6)
+    for wa, wc in zip(a.model.weights, c.model.weights, strict=True):
+        np.testing.assert_allclose(wa.numpy(), wc.numpy(), rtol=1e-5, atol=1e-6)
