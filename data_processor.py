@@ -1522,8 +1522,10 @@ def load_messages(
         ``book=``, the book already holds them when the snapshot is yielded).
 
     Raises:
-        DataFormatError: bad data (``on_error="raise"``) or several symbols without ``symbol=``.
-        FileNotFoundError: a path that is not a file.
+        DataFormatError: bad data (``on_error="raise"``) or several symbols without ``symbol=``,
+            while iterating.
+        FileNotFoundError: a path that is not a file (at the call).
+        ValueError: an ``on_error`` other than ``"raise"``/``"skip"`` (at the call).
     """
     paths = _as_paths(path_or_paths)
     reader = _Reader(paths, symbol, on_error, tick_size, include_bbo, check_crossed, report, book=book)

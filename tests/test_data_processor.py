@@ -558,6 +558,27 @@ def test_bybit_ws_recordings(shared_data, name, symbol, n_delta, n_trade, tick, 
     assert (book.best_bid()[0], book.best_ask()[0]) == bbo
 
 
+@pytest.mark.parametrize("names,symbol", [
+    ([BYBIT_XRP], None),
+    ([BYBIT_LINEAR], "DOGEUSDT"),
+    ([BYBIT_ZST], "linear:SOLUSDT"),
+    ([f"{BINANCE}/btcusdt_20240718.gz", f"{BINANCE}/btcusdt_20240719.gz"], "BTCUSDT"),
+])
+def test_replay_one_book_equals_load_and_apply_on_real_files(shared_data, names, symbol):
+    """replay(): same messages, and the same best bid/ask after every book message, as
+    load_messages + a separate OrderBook (Bybit fast loop, cryptofeed and Binance general path)."""
+    paths = [shared_data / n for n in names]
+    ref = OrderBook()
+    expected = []
+    for m in load_messages(paths, symbol=symbol):
+        ref.apply(m)
+        expected.append((m, ref.best_bid(), ref.best_ask()))
+    got = [(m, b.best_bid(), b.best_ask()) for m, b in dp.replay(paths, symbol=symbol)]
+    assert got == expected and len(got) > 40
+    kinds = {type(m).__name__ for m, _, _ in got}
+    assert {"SnapshotMessage", "DeltaMessage"} <= kinds
+
+
 def test_cryptofeed_capture_equals_derived_file(shared_data):
     """The raw capture's linear BTCUSDT equals the derived jsonl, plus receive times."""
     wrapped = load(shared_data / BYBIT_ZST, symbol="linear:BTCUSDT")
