@@ -11,7 +11,8 @@ Public names:
   ``BookTickerMessage`` when ``include_bbo=True``) in file order.
 - ``DataFormatError``: a ``ValueError`` naming the file, the 1-based line and what is wrong.
 - ``LoadReport``: counts of messages and problems of one load (``on_error="skip"`` fills it).
-- ``Replay``: random-access starts (``start_at(t_ms)``) from cached periodic book checkpoints.
+- ``Replay``: random-access starts (``start_at(t_ms)``) from cached periodic book checkpoints;
+  ``default_cache_dir()``: where it caches them by default (per user, never next to the data).
 - ``infer_tick_size``, ``price_to_ticks``: the pure helpers of the tick-size rule.
 - CLI: ``python data_processor.py inspect FILE`` and ``python data_processor.py export FILE``.
 
@@ -79,6 +80,7 @@ __all__ = [
     "Replay",
     "SnapshotMessage",
     "TradeMessage",
+    "default_cache_dir",
     "infer_tick_size",
     "load_messages",
     "price_to_ticks",
@@ -1340,7 +1342,10 @@ class _Reader:
             if type(v) is not int:
                 raise _Problem("bad field", f"'{name}' is not an integer: {v!r}", symbol)
         st = self.states.get(symbol)
-        if st is None:
+        # No REST snapshot applied yet (the state may exist already: a trade before the
+        # snapshot creates it when tick_size= is given): buffer the diff, the snapshot's
+        # first covering diff may be among them.
+        if st is None or st.lid is None:
             pend = self.pending.setdefault(symbol, [])
             pend.append((self.path, self.line_no, local_ts, d))
             if len(pend) > _MAX_BUFFERED_DIFFS:
@@ -1586,16 +1591,25 @@ def _fingerprint(path: Path) -> dict:
             "head_tail_sha256": h.hexdigest()}
 
 
-def _default_cache_dir(first: Path) -> Path:
-    beside = first.resolve().parent / ".cache"
-    try:
-        beside.mkdir(exist_ok=True)
-        if os.access(beside, os.W_OK):
-            return beside
-    except OSError:
-        pass
+def default_cache_dir() -> Path:
+    """The per-user cache folder of ``Replay`` (checkpoints, decompressed copies).
+
+    ``$RLMM_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/rlmm``, else ``~/.cache/rlmm``; never a
+    folder next to the data (which may be read-only or shared). Entries are keyed by the
+    sources' absolute paths and settings, and checked against their fingerprints (size, mtime,
+    head/tail hash), so one folder serves every recording.
+
+    >>> import os
+    >>> old = os.environ.get("RLMM_CACHE_DIR"); os.environ["RLMM_CACHE_DIR"] = "/tmp/c"
+    >>> str(default_cache_dir())
+    '/tmp/c'
+    >>> _ = os.environ.pop("RLMM_CACHE_DIR") if old is None else os.environ.update(RLMM_CACHE_DIR=old)
+    """
+    env = os.environ.get("RLMM_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "l2mm-replay"
+    return Path(base) / "rlmm"
 
 
 def _plain_copy(src: Path, cache_dir: Path, fp: dict) -> Path:
@@ -1630,7 +1644,9 @@ class Replay:
     next line. ``start_at(t)`` restores the last checkpoint at or before ``t``, replays
     forward to ``t`` and returns the book plus an iterator over the rest.
 
-    Cache: ``<cache_dir>/<name>.<key>.replay.json`` (metadata, positions, loader states) and
+    Cache: in ``cache_dir``, by default the per-user ``default_cache_dir()``
+    (``$RLMM_CACHE_DIR``, else ``$XDG_CACHE_HOME/rlmm`` or ``~/.cache/rlmm``; nothing is
+    written next to the data, which may be read-only): ``<name>.<key>.replay.json`` (metadata, positions, loader states) and
     ``.replay.npz`` (the checkpoint books), written atomically. The key covers the absolute
     paths, symbol, tick size, interval and ``on_error``; each source's size, mtime and a
     SHA-256 of its first and last 64 KiB are stored inside and compared on every open, so a
@@ -1659,7 +1675,7 @@ class Replay:
         if checkpoint_interval_ms <= 0:
             raise ValueError(f"checkpoint_interval_ms must be positive, got {checkpoint_interval_ms}")
         self.sources = _as_paths(path_or_paths)
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else _default_cache_dir(self.sources[0])
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.interval = int(checkpoint_interval_ms)
         self.on_error = on_error
         self._tick_arg = tick_size

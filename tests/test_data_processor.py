@@ -280,6 +280,36 @@ def test_binance_gap_in_pu_chain(tmp_path):
         load(write(tmp_path, lines_of(*straddle), "straddle.jsonl"))
 
 
+
+def test_binance_trade_before_snapshot_with_tick_size_keeps_buffering(tmp_path):
+    # Regression: with tick_size= a trade before the REST snapshot created the symbol's state,
+    # and the diffs after it were dropped instead of buffered, so the snapshot's covering diff
+    # was lost ("first diff after the snapshot ... does not cover lastUpdateId").
+    snap_line = b'1000 {"lastUpdateId":100,"E":5,"T":5,"bids":[["10.0","1"]],"asks":[["11.0","1"]]}'
+    trade = (b'900 {"stream":"x@trade","data":{"e":"trade","E":3,"T":3,"s":"XUSDT","t":1,'
+             b'"p":"10.5","q":"0.1","m":true}}')
+
+    def diff(U, u, pu, T):
+        return (f'2000 {{"stream":"x@depth","data":{{"e":"depthUpdate","E":{T},"T":{T},"s":"XUSDT",'
+                f'"U":{U},"u":{u},"pu":{pu},"b":[["10.0","2"]],"a":[]}}}}').encode()
+
+    p = write(tmp_path, lines_of(trade, diff(90, 95, 89, 4), diff(96, 105, 95, 6), snap_line, diff(106, 110, 105, 7)))
+    for tick in (None, 0.1):
+        msgs = load(p, tick_size=tick)
+        book = [m for m in msgs if type(m) is not TradeMessage]
+        assert [(type(m).__name__, m.update_id) for m in book] == [
+            ("SnapshotMessage", 100), ("DeltaMessage", 105), ("DeltaMessage", 110)]
+        # the trade before the snapshot is kept only when the tick size is known
+        assert sum(type(m) is TradeMessage for m in msgs) == (1 if tick else 0)
+
+
+def test_binance_real_file_with_tick_size_equals_inferred(shared_data):
+    path = shared_data / BINANCE / "btcusdt_20240808.gz"
+    with_tick = [m for m in load_messages(path, tick_size=0.1) if type(m) is not TradeMessage]
+    inferred = [m for m in load_messages(path) if type(m) is not TradeMessage]
+    assert len(with_tick) == len(inferred) == 6548
+    assert with_tick == inferred
+
 # ----------------------------------------------------- one book per replay (book=, replay)
 
 
@@ -711,6 +741,29 @@ def test_replay_cache_reused_and_rebuilt_when_source_changes(tmp_path):
     assert r3.end_ts == 1000 + 100 * 499 and jsons[0].stat().st_mtime_ns != stamp
     _check_start_at(r3, p, None, [rng.randint(r3.start_ts, r3.end_ts) for _ in range(4)])
 
+
+
+def test_replay_default_cache_is_per_user_and_data_folder_may_be_read_only(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    p = write(data, gzip.compress(_bybit_file(200, 5)), "ro.jsonl.gz")
+    cache = tmp_path / "user-cache"
+    monkeypatch.setenv("RLMM_CACHE_DIR", str(cache))
+    os.chmod(data, 0o555)
+    try:
+        r = Replay(p, checkpoint_interval_ms=3_000)
+        assert r.cache_dir == cache and dp.default_cache_dir() == cache
+        assert sorted(x.name for x in data.iterdir()) == ["ro.jsonl.gz"]  # nothing written beside the data
+        assert r.plain[0].parent == cache and len(list(cache.glob("*.replay.json"))) == 1
+        _check_start_at(r, p, None, [r.start_ts + 4_321, r.end_ts - 1])
+        # the same file reached by another path spelling shares the entry (absolute path key)
+        r2 = Replay(data / ".." / "data" / "ro.jsonl.gz", checkpoint_interval_ms=3_000)
+        assert r2.checkpoint_ts == r.checkpoint_ts and len(list(cache.glob("*.replay.json"))) == 1
+    finally:
+        os.chmod(data, 0o755)
+    monkeypatch.delenv("RLMM_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert dp.default_cache_dir() == tmp_path / "xdg" / "rlmm"
 
 def test_replay_compressed_source_uses_plain_copy(tmp_path):
     p = write(tmp_path, gzip.compress(_bybit_file(200, 4)), "data.jsonl.gz")
