@@ -50,6 +50,7 @@ from keras import layers
 
 NETWORK_KINDS = ("auto", "mlp", "conv_lstm")
 MARKET_KEYS = ("book", "features", "agent")
+UNROLL_MAX_WINDOW = 32  # LSTM windows up to this length are unrolled (see the LSTM comment)
 
 
 @dataclass(frozen=True)
@@ -226,9 +227,12 @@ class ActorCritic(keras.Model):
             feats = inputs["features"]
             x = layers.Concatenate(axis=-1, name=f"{name}_step_concat")([x, keras.ops.cast(feats, x.dtype)])
             # LSTM over the window inside one observation; only the last hidden state is kept.
+            # Short windows are unrolled into a static graph: forward+backward of an 8-step
+            # LSTM(64), batch 256, measured 4.6 vs 5.6 ms (graph) and 3.5 vs 5.1 ms (XLA) on CPU.
             x = layers.LSTM(
                 cfg.lstm_units, kernel_initializer=init.kernel(1.0),
                 recurrent_initializer=init.kernel(1.0), dtype=dt, name=f"{name}_lstm",
+                unroll=w <= UNROLL_MAX_WINDOW,
             )(x)
             extra = [inputs[k] for k in self.obs_keys if k not in ("book", "features")]
             parts = [x] + [layers.Flatten()(keras.ops.cast(e, x.dtype)) for e in extra]

@@ -11,7 +11,7 @@ Usage::
 
     python benchmarks/bench_train.py                         # synthetic data, both networks
     python benchmarks/bench_train.py --data ../shared/data/bybit/cryptofeed_v3_BYBIT_linear_ob200_publicTrade.jsonl \
-        --symbol ETHUSDT --timesteps 8192
+        --symbol ETHUSDT --episode-length-s 30 --warmup-s 5
 """
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ def make_envs(args: argparse.Namespace, n_envs: int) -> gym.vector.VectorEnv:
     kwargs = {"data_path": str(args.data), "action_mode": args.action_mode}
     if args.symbol:
         kwargs["symbol"] = args.symbol
+    if args.episode_length_s:
+        kwargs["episode_length_s"] = args.episode_length_s
+    if args.warmup_s is not None:
+        kwargs["warmup_s"] = args.warmup_s
     fns = [lambda: gym.make("MarketMaking-v0", **kwargs) for _ in range(n_envs)]
     if args.vector == "async":
         return gym.vector.AsyncVectorEnv(fns)
@@ -65,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-epochs", type=int, default=4)
     p.add_argument("--timesteps", type=int, default=16_384, help="training steps per network")
     p.add_argument("--action-mode", default="discrete", choices=["discrete", "continuous"])
+    p.add_argument("--episode-length-s", type=float, default=None, help="EnvConfig.episode_length_s")
+    p.add_argument("--warmup-s", type=float, default=None, help="EnvConfig.warmup_s")
     p.add_argument("--vector", default="sync", choices=["sync", "async"])
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
