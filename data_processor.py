@@ -791,6 +791,10 @@ class _Reader:
         handler = {"bybit": self._line_bybit, "binance": self._line_binance,
                    "cryptofeed": self._line_cryptofeed}[fmt]
         flt, keep, need = self._skip_filter(fmt)
+        # Binance bookTicker lines are two thirds of a recording and are ignored unless
+        # include_bbo: a complete line naming the event is counted as ignored without parsing
+        # (like the symbol pre-filter; a truncated last line still goes through the checks).
+        drop = b'"e":"bookTicker"' if fmt == "binance" and not self.include_bbo else None
         general = self._general
         with _open_binary(self.paths[fi]) as fh:
             offset, line_no = self._start_pos(fh, fi)
@@ -799,6 +803,10 @@ class _Reader:
                 offset += len(raw)
                 self.line_no = line_no
                 self.offset = offset
+                if drop is not None and drop in raw and raw[-1:] == b"\n":
+                    rep.ignored_lines += 1
+                    rep.lines += 1
+                    continue
                 if (flt is not None and flt not in raw and (keep is None or keep not in raw)
                         and (need is None or need in raw)):
                     if raw.strip():
@@ -912,13 +920,10 @@ class _Reader:
                             s = data.get("s")
                             if (st.synced and type(ts) is int and ts >= st.last_ts and type(u) is int
                                     and lu is not None and u == lu + 1 and (s == name or s is None)):
-                                # _levels inlined for both sides; hi/lo: bounds of the best bid/ask
-                                # after this delta (only levels set to a size can raise them)
+                                # _levels inlined for both sides
                                 pc = st.pcache
                                 get = pc.get
                                 inv = st.inv
-                                hi = st.bb_hi
-                                lo = st.ba_lo
                                 bids = []
                                 asks = []
                                 try:
@@ -929,8 +934,6 @@ class _Reader:
                                             raise _Bad
                                         p = get(p) or new_price(p, inv, pc)
                                         append((p, q))
-                                        if p > hi and q:
-                                            hi = p
                                     append = asks.append
                                     for p, q in data["a"]:
                                         q = float(q)
@@ -938,8 +941,6 @@ class _Reader:
                                             raise _Bad
                                         p = get(p) or new_price(p, inv, pc)
                                         append((p, q))
-                                        if p < lo and q:
-                                            lo = p
                                 except (_Bad, KeyError, TypeError, ValueError, OverflowError):
                                     pass  # the general path words it
                                 else:
@@ -947,13 +948,10 @@ class _Reader:
                                     n_lines += 1
                                     if xb is not None:
                                         apply(msg)
-                                        if check:
-                                            if hi >= lo:
-                                                if self._recheck(xb, st, symbol, line_no):
-                                                    continue
-                                            else:
-                                                st.bb_hi = hi
-                                                st.ba_lo = lo
+                                        # OrderBook.crossed: O(1), reads the ends of the
+                                        # sorted key lists
+                                        if check and xb.crossed and self._recheck(xb, st, symbol, line_no):
+                                            continue
                                     elif check:
                                         book = st.book
                                         book.update(bids, asks)

@@ -36,6 +36,7 @@ Usage::
 
     python benchmarks/bench_replay.py        # defaults: --hours 2 --repeat 3 --rss-hours 0.5 4
     python benchmarks/bench_replay.py --hours 4 --rss-hours 1 8 --json results/bench_replay.json
+    python benchmarks/bench_replay.py --only synthetic   # the synthetic input alone in the process
 
 Throughput timings are the best of ``--repeat`` rounds in process CPU time (see ``CLOCK``); each
 round times the floor and every path once, in turn (``best_of_each``);
@@ -376,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                         help="time throughput by process CPU time (default) or wall time")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    parser.add_argument("--only", choices=("all", "synthetic"), default="all",
+                        help="inputs: all (real files when ../shared/data is there, then synthetic) or only the synthetic file")
     parser.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -389,11 +392,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{'process CPU time' if args.clock == 'cpu' else 'wall time'}, best of {args.repeat}")
     synth = synthetic_file(args.hours, args.seed)
     inputs: list[tuple[str, Jobs, bool]] = []
-    if BYBIT_LINEAR.is_file():
+    real = args.only == "all"
+    if real and BYBIT_LINEAR.is_file():
         symbols = bybit_symbols(json_lines(BYBIT_LINEAR))
         inputs.append((f"bybit linear ws, {len(symbols)} sym (real)", [(BYBIT_LINEAR, s) for s in symbols], True))
         inputs.append(("bybit linear ws, split (real)", [(p, None) for p in split_by_symbol(BYBIT_LINEAR, symbols)], True))
-    if BINANCE_BTC.is_file():
+    if real and BINANCE_BTC.is_file():
         inputs.append(("binance btcusdt 0808 (real)", [(BINANCE_BTC, None)], False))
     inputs.append((f"synthetic ETHUSDT {args.hours:g}h", [(synth, None)], True))
     results: dict = {"argv": sys.argv[1:], "clock": args.clock, "throughput": [], "checkpoints": [], "rss": []}

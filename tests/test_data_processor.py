@@ -303,6 +303,25 @@ def test_binance_trade_before_snapshot_with_tick_size_keeps_buffering(tmp_path):
         assert sum(type(m) is TradeMessage for m in msgs) == (1 if tick else 0)
 
 
+def test_binance_book_ticker_lines_skipped_unparsed_unless_include_bbo(tmp_path):
+    snap_line = b'1000 {"lastUpdateId":100,"E":5,"T":5,"bids":[["10.0","1"]],"asks":[["11.0","1"]]}'
+    diff = (b'2000 {"stream":"x@depth","data":{"e":"depthUpdate","E":6,"T":6,"s":"XUSDT",'
+            b'"U":96,"u":105,"pu":95,"b":[["10.0","2"]],"a":[]}}')
+    bbo = (b'3000 {"stream":"x@bookTicker","data":{"e":"bookTicker","u":105,"s":"XUSDT",'
+           b'"b":"10.0","B":"2","a":"11.0","A":"1","T":6,"E":6}}')
+    p = write(tmp_path, lines_of(diff, snap_line, bbo, diff.replace(b'"U":96,"u":105,"pu":95', b'"U":106,"u":107,"pu":105'), bbo))
+    rep = LoadReport()
+    msgs = list(load_messages(p, report=rep))
+    assert [type(m).__name__ for m in msgs] == ["SnapshotMessage", "DeltaMessage", "DeltaMessage"]
+    assert rep.ignored_lines == 2 and rep.lines == 5
+    with_bbo = list(load_messages(p, include_bbo=True))
+    assert [type(m).__name__ for m in with_bbo].count("BookTickerMessage") == 2
+    # a truncated last bookTicker line is still refused, not skipped
+    q = write(tmp_path, lines_of(diff, snap_line) + bbo[:40], "trunc.jsonl")
+    with pytest.raises(DataFormatError, match="truncated last line") as e:
+        load(q)
+    assert e.value.line == 3
+
 def test_binance_real_file_with_tick_size_equals_inferred(shared_data):
     path = shared_data / BINANCE / "btcusdt_20240808.gz"
     with_tick = [m for m in load_messages(path, tick_size=0.1) if type(m) is not TradeMessage]
