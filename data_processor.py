@@ -98,8 +98,8 @@ _GRID_TOL = 1e-6  # a price further than this (in ticks) from an integer is off 
 _MIN_LEVELS_FOR_GCD = 20  # fewer distinct snapshot prices: the tick is 10**-decimals, not the gcd
 _MAX_BUFFERED_DIFFS = 100_000  # Binance diffs held while waiting for the REST snapshot
 _CACHE_VERSION = 1
-_NO_BID = -1  # bound of an empty bid side (tick prices are > 0)
-_NO_ASK = 1 << 62  # bound of an empty ask side
+_NO_BID = -1  # best bid of an empty bid side in the crossing test (tick prices are > 0)
+_NO_ASK = 1 << 62  # best ask of an empty ask side
 
 # Bybit topics / Binance events that are legal in a recording but carry no book or trade data.
 _IGNORED_BYBIT_TOPICS = frozenset(
@@ -596,7 +596,7 @@ class _SymState:
     """Per-symbol loader state: tick, continuity, the light book, Binance sync."""
 
     __slots__ = ("tick", "inv", "last_u", "last_ts", "synced", "book", "has_u",
-                 "lid", "need_first", "pcache", "bb_hi", "ba_lo")
+                 "lid", "need_first", "pcache")
 
     def __init__(self, tick: float) -> None:
         self.tick = tick
@@ -609,10 +609,6 @@ class _SymState:
         self.has_u = True  # the last book message carried an update id
         self.lid: int | None = None  # Binance: lastUpdateId of the applied REST snapshot
         self.need_first = False  # Binance: the first diff after the snapshot is still due
-        # With the caller's OrderBook (``book=``): an upper bound of its best bid and a lower
-        # bound of its best ask; the exact (slower) crossing test runs only when they meet.
-        self.bb_hi = _NO_BID
-        self.ba_lo = _NO_ASK
 
     def dump(self) -> dict:
         return {"tick": self.tick, "last_u": self.last_u, "last_ts": self.last_ts,
@@ -986,15 +982,15 @@ class _Reader:
                 self.line_no = line_no
 
     def _recheck(self, xb: Any, st: _SymState, symbol: str, line_no: int) -> bool:
-        """Exact crossing test of the caller's book when the bounds meet; True: crossed (reported)."""
+        """Exact crossing test of the caller's book (after ``crossed`` said so); True: reported."""
         bb = xb.best_bid()
         ba = xb.best_ask()
-        st.bb_hi = bb[0] if bb is not None else _NO_BID
-        st.ba_lo = ba[0] if ba is not None else _NO_ASK
-        if st.bb_hi < st.ba_lo:
+        bid = bb[0] if bb is not None else _NO_BID
+        ask = ba[0] if ba is not None else _NO_ASK
+        if bid < ask:
             return False
         self.line_no = line_no
-        self._problem("crossed", _crossed_reason(symbol, st.bb_hi, st.ba_lo), symbol)
+        self._problem("crossed", _crossed_reason(symbol, bid, ask), symbol)
         return True
 
     def _file_format(self, path: Path) -> str | None:
@@ -1170,18 +1166,20 @@ class _Reader:
                 raise _Problem("crossed", _crossed_reason(msg.symbol, book.bb, book.ba), msg.symbol)
 
     def _apply_ext(self, xb: Any, msg: Message, st: _SymState) -> None:
-        """Apply a book message to the caller's OrderBook, check crossing, reset the bounds."""
+        """Apply a book message to the caller's OrderBook and check crossing."""
         if not self._tick_warned and xb.tick_size != st.tick:
             self._tick_warned = True
             warnings.warn(f"book= has tick_size {xb.tick_size} but {msg.symbol} has tick size {st.tick}: "
                           "tick queries are right, price-unit queries are not (use replay())", stacklevel=4)
         xb.apply(msg)
+        if not self.check_crossed:
+            return
         bb = xb.best_bid()
         ba = xb.best_ask()
-        st.bb_hi = bb[0] if bb is not None else _NO_BID
-        st.ba_lo = ba[0] if ba is not None else _NO_ASK
-        if self.check_crossed and st.bb_hi >= st.ba_lo:
-            raise _Problem("crossed", _crossed_reason(msg.symbol, st.bb_hi, st.ba_lo), msg.symbol)
+        bid = bb[0] if bb is not None else _NO_BID
+        ask = ba[0] if ba is not None else _NO_ASK
+        if bid >= ask:
+            raise _Problem("crossed", _crossed_reason(msg.symbol, bid, ask), msg.symbol)
 
     def _bybit_trades(self, obj: dict, topic_sym: str, local_ts: int | None, conn: str | None) -> list:
         data = obj.get("data")
