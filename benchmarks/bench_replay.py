@@ -123,10 +123,10 @@ def best_of_each(repeat: int, fns: dict) -> dict:
     """Smallest ``CLOCK`` time of each function in ``fns`` over ``repeat`` rounds.
 
     Every round runs all the functions once, in turn, so the floor and the paths share the
-    shared machine's conditions, which change over minutes. The floor's absolute value also
-    depends on the state of the process's heap: on the synthetic 2 h input it measured 1.10 µs
-    per line with that input alone in a process and 1.31-1.37 µs after the real inputs, while
-    the replay stayed at 5.3-5.5 µs, so that ratio reads ~20 % alone and ~24 % in a full run.
+    shared machine's conditions, which change over minutes. The floor's absolute value still
+    varies from run to run and process to process much more than the replay's: on the
+    synthetic 2 h input it measured 1.10-1.43 µs per line while the replay stayed at
+    5.3-5.5 µs, so that ratio reads anywhere from ~20 % to ~26 % for the same code.
     """
     best = dict.fromkeys(fns, float("inf"))
     for _ in range(repeat):
