@@ -914,9 +914,15 @@ class MarketMakingEnv(gym.Env):
         self._refused = 0
         self._inv_samples: list[float] = []
         w, lv = cfg.obs_window, cfg.obs_levels
-        self._book_ring = np.zeros((w, lv, 4), np.float64)
-        self._feat_ring = np.zeros((w, N_FEATURES), np.float64)
+        # Double-length rings: row r is written at r and r + w, so the window oldest-first is
+        # the contiguous slice [i + 1, i + 1 + w) after writing at i (one copy per observation).
+        self._book_buf = np.zeros((2 * w, lv, 4), np.float32)
+        self._book_flat = self._book_buf.reshape(2 * w, lv * 4)
+        self._feat_buf = np.zeros((2 * w, N_FEATURES), np.float32)
+        self._mid_buf = np.zeros(2 * w, np.float64)      # feature 0 (mid) kept exact for the change vs now
         self._ring_idx = -1
+        self._book_zeros = [0.0] * (lv * 4)
+        self._depth_n = max(lv, 10, self._feature_config.slope_levels)
         grid = cfg.decision_interval_ms or 100.0
         for k in range(w - 1, -1, -1):
             self._advance(start - k * grid)
@@ -1149,37 +1155,62 @@ class MarketMakingEnv(gym.Env):
 
     # ----------------------------------------------------------------- observation / info
     def _record_row(self, now: float) -> None:
-        cfg = self.config
-        self._ring_idx = (self._ring_idx + 1) % cfg.obs_window
-        i = self._ring_idx
-        n = max(cfg.obs_levels, 10)
-        bids, asks = self._book.depth(n)
-        row = self._book_ring[i]
+        """Append the book and feature rows of decision time ``now`` to the observation rings.
+
+        Pure Python on the top levels (read straight from the book's sorted dicts), one numpy
+        store per ring; the values equal ``OrderBook.depth`` + ``MarketFeatures.values``.
+        """
+        w = self.config.obs_window
+        i = self._ring_idx = (self._ring_idx + 1) % w
+        book = self._book
+        n = self._depth_n
+        bids, asks = book.bids, book.asks
+        bid_px = list(islice(bids.irange(reverse=True), n))
+        ask_px = list(islice(asks.irange(), n))
+        bid_sz = list(map(bids.__getitem__, bid_px))
+        ask_sz = list(map(asks.__getitem__, ask_px))
+        bb = (bid_px[0], bid_sz[0]) if bid_px else None
+        ba = (ask_px[0], ask_sz[0]) if ask_px else None
         mid = self._feats.mid
-        lv = cfg.obs_levels
         if mid is not None:
-            has_b = bids[:lv, 1] > 0
-            has_a = asks[:lv, 1] > 0
-            row[:, 0] = np.where(has_b, mid - bids[:lv, 0], 0.0)
-            row[:, 1] = bids[:lv, 1] / self.order_size
-            row[:, 2] = np.where(has_a, asks[:lv, 0] - mid, 0.0)
-            row[:, 3] = asks[:lv, 1] / self.order_size
+            inv = self.order_size
+            row = []
+            append = row.append
+            nb, na = len(bid_px), len(ask_px)
+            for k in range(self.config.obs_levels):
+                if k < nb:
+                    append(mid - bid_px[k])
+                    append(bid_sz[k] / inv)
+                else:
+                    append(0.0)
+                    append(0.0)
+                if k < na:
+                    append(ask_px[k] - mid)
+                    append(ask_sz[k] / inv)
+                else:
+                    append(0.0)
+                    append(0.0)
         else:
-            row[:] = 0.0
-        f = self._feat_ring[i]
-        self._feats.values(self._book, int(now), out=f, depth=(bids, asks))
-        if f[0] != 0:
-            f[1] -= f[0]
+            row = self._book_zeros
+        flat = self._book_flat
+        flat[i] = row
+        flat[i + w] = flat[i]
+        f = self._feats.values_from_levels(int(now), bb, ba, bid_px, bid_sz, ask_px, ask_sz)
+        f0 = f[0]
+        if f0 != 0:
+            f[1] -= f0
+        fb = self._feat_buf
+        fb[i] = f
+        fb[i + w] = fb[i]
+        self._mid_buf[i] = self._mid_buf[i + w] = f0
 
     def _observation(self) -> dict[str, np.ndarray]:
         w = self.config.obs_window
-        order = (np.arange(1, w + 1) + self._ring_idx) % w
-        book = self._book_ring[order].astype(np.float32)
-        feats = self._feat_ring[order]
-        cur = feats[-1, 0]
-        feats = feats.copy()
-        feats[:, 0] = np.where(feats[:, 0] != 0, feats[:, 0] - cur, 0.0)
-        return {"book": book, "features": feats.astype(np.float32), "agent": self._agent_vector()}
+        j = self._ring_idx + 1
+        feats = self._feat_buf[j:j + w].copy()
+        mids = self._mid_buf[j:j + w]
+        feats[:, 0] = np.where(mids != 0, mids - mids[-1], 0.0)
+        return {"book": self._book_buf[j:j + w].copy(), "features": feats, "agent": self._agent_vector()}
 
     def _agent_vector(self) -> np.ndarray:
         ex = self._ex

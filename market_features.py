@@ -46,6 +46,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -401,14 +402,39 @@ class MarketFeatures:
         Returns:
             The filled array (float64 unless ``out`` says otherwise).
         """
+        k = max(10, self.config.slope_levels)
+        bids, asks = depth if depth is not None else book.depth(k)
+        bid_px, bid_sz = bids[:k, 0].tolist(), bids[:k, 1].tolist()
+        ask_px, ask_sz = asks[:k, 0].tolist(), asks[:k, 1].tolist()
+        row = self.values_from_levels(now, book.best_bid(), book.best_ask(), bid_px, bid_sz, ask_px, ask_sz)
         if out is None:
-            out = np.zeros(N_FEATURES, dtype=np.float64)
-        else:
-            out[:] = 0.0
+            return np.array(row, dtype=np.float64)
+        out[:] = row
+        return out
+
+    def values_from_levels(self, now: int, bb: tuple[int, float] | None, ba: tuple[int, float] | None,
+                           bid_px: list, bid_sz: list, ask_px: list, ask_sz: list) -> list[float]:
+        """``values`` from the top levels as plain lists (the env's per-step path, no numpy).
+
+        The results are bit-identical to the numpy formulas ``book_imbalance`` and
+        ``depth_slope`` (numpy's pairwise sum and BLAS ``ddot`` order are reproduced).
+
+        Args:
+            now: the current exchange time (ms).
+            bb: best bid ``(ticks, size)`` or None.
+            ba: best ask ``(ticks, size)`` or None.
+            bid_px: bid prices (ticks), best first; at least ``max(10, slope_levels)`` entries
+                or every level of the side (missing levels are treated as empty).
+            bid_sz: bid sizes, same order (size 0 = empty level).
+            ask_px: ask prices (ticks), best first.
+            ask_sz: ask sizes.
+
+        Returns:
+            A list of ``N_FEATURES`` floats in ``FEATURE_NAMES`` order.
+        """
         c = self.config
+        out = [0.0] * N_FEATURES
         self._kyle_roll(now)
-        bb = book.best_bid()
-        ba = book.best_ask()
         if bb is not None and ba is not None:
             mid = (bb[0] + ba[0]) * 0.5
             spread = float(ba[0] - bb[0])
@@ -417,26 +443,106 @@ class MarketFeatures:
             out[1] = (bb[0] * ba[1] + ba[0] * bb[1]) / tot if tot > 0 else mid
             out[2] = spread
             out[3] = spread / mid * 1e4 if mid > 0 else 0.0
-            self._spread.evict(now)
-            m, s = self._spread.mean_std()
-            out[15] = (spread - m) / s if (s > 1e-12 and self._spread.count >= 2) else 0.0
-        levels = max(10, c.slope_levels)
-        bids, asks = depth if depth is not None else book.depth(levels)
-        out[4] = book_imbalance(bids[:, 1], asks[:, 1], 1)
-        out[5] = book_imbalance(bids[:, 1], asks[:, 1], 5)
-        out[6] = book_imbalance(bids[:, 1], asks[:, 1], 10)
+            sw = self._spread
+            sw.evict(now)
+            m, s = sw.mean_std()
+            out[15] = (spread - m) / s if (s > 1e-12 and sw.count >= 2) else 0.0
+        k = max(10, c.slope_levels)
+        bsz = bid_sz[:k]
+        asz = ask_sz[:k]
+        if len(bsz) < k:
+            bsz = bsz + [0.0] * (k - len(bsz))
+        if len(asz) < k:
+            asz = asz + [0.0] * (k - len(asz))
+        for j, n in ((4, 1), (5, 5), (6, 10)):
+            b = _np_sum(bsz[:n])
+            a = _np_sum(asz[:n])
+            tot = b + a
+            out[j] = (b - a) / tot if tot > 0 else 0.0
         n = c.slope_levels
         if bb is not None:
-            out[7] = depth_slope(bb[0] - bids[:n, 0], bids[:n, 1])
+            b0 = bb[0]
+            out[7] = _slope([b0 - p for p in bid_px[:n]], bsz[:n])
         if ba is not None:
-            out[8] = depth_slope(asks[:n, 0] - ba[0], asks[:n, 1])
-        self._ofi.evict(now)
-        out[9] = self._ofi.total
+            a0 = ba[0]
+            out[8] = _slope([p - a0 for p in ask_px[:n]], asz[:n])
+        w = self._ofi
+        w.evict(now)
+        out[9] = w.total
         self._trade.evict(now)
-        self._trade_abs.evict(now)
-        out[10] = self._trade.total / self._trade_abs.total if self._trade_abs.total > 0 else 0.0
+        ta = self._trade_abs
+        ta.evict(now)
+        out[10] = self._trade.total / ta.total if ta.total > 0 else 0.0
         out[11] = self.realised_vol_bps(now, long=False)
         out[12] = self.realised_vol_bps(now, long=True)
         out[13] = self.vpin()
         out[14] = self.kyle_lambda()
         return out
+
+
+def _np_sum(a: list[float]) -> float:
+    """Sum of floats in numpy's float64 order (pairwise with 8 accumulators; exact for len <= 128).
+
+    >>> _np_sum([0.1] * 10) == float(np.sum(np.full(10, 0.1)))
+    True
+    """
+    n = len(a)
+    if n < 8:
+        r = 0.0
+        for v in a:
+            r += v
+        return r
+    if n > 128:
+        return float(np.sum(np.asarray(a, dtype=np.float64)))
+    r0, r1, r2, r3, r4, r5, r6, r7 = a[:8]
+    m = n - n % 8
+    for i in range(8, m, 8):
+        r0 += a[i]
+        r1 += a[i + 1]
+        r2 += a[i + 2]
+        r3 += a[i + 3]
+        r4 += a[i + 4]
+        r5 += a[i + 5]
+        r6 += a[i + 6]
+        r7 += a[i + 7]
+    r = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    for i in range(m, n):
+        r += a[i]
+    return r
+
+
+def _dot(x: list[float], y: list[float]) -> float:
+    """``np.dot`` of two float64 vectors: a plain loop below 16 elements (OpenBLAS ``ddot`` tail).
+
+    >>> _dot([1.0, 2.0], [3.0, 4.0])
+    11.0
+    """
+    if len(x) >= 16:
+        return float(np.asarray(x, dtype=np.float64) @ np.asarray(y, dtype=np.float64))
+    r = 0.0
+    for u, v in zip(x, y, strict=True):
+        r += u * v
+    return r
+
+
+def _slope(distances: list[float], sizes: list[float]) -> float:
+    """``depth_slope`` on plain lists, bit-identical to the numpy version.
+
+    >>> _slope([0.0, 1.0, 2.0], [1.0, 2.0, 3.0])
+    2.5
+    """
+    if all(s > 0 for s in sizes):
+        x = distances
+        kept = sizes
+    else:
+        x = [d for d, s in zip(distances, sizes, strict=True) if s > 0]
+        kept = [s for s in sizes if s > 0]
+    n = len(x)
+    if n < 2:
+        return 0.0
+    y = list(accumulate(kept))
+    sx, sy = _np_sum(x), _np_sum(y)
+    den = n * _dot(x, x) - sx * sx
+    if den <= 0:
+        return 0.0
+    return (n * _dot(x, y) - sx * sy) / den
