@@ -65,7 +65,8 @@ EPISODE_KEYS: tuple[str, ...] = (
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "policy", "n_episodes", "pnl_mean", "pnl_std", "pnl_ci95_low", "pnl_ci95_high",
-    "pnl_median", "pnl_min", "pnl_max", "win_rate", "sharpe_episode_ann", "sortino_episode_ann",
+    "pnl_median", "pnl_min", "pnl_max", "win_rate", "sharpe_episode", "sortino_episode",
+    "sharpe_episode_ann", "sortino_episode_ann",
     "sharpe_step_ann", "sortino_step_ann", "max_drawdown_mean", "max_drawdown_max",
     "fill_ratio", "n_fills_mean", "adverse_selection_ratio", "markout_bps_100ms",
     "markout_bps_1s", "markout_bps_5s", "markout_bps_30s", "realised_spread_bps",
@@ -420,6 +421,8 @@ def summarise(
             "pnl_min": float(pnl.min()),
             "pnl_max": float(pnl.max()),
             "win_rate": float(np.mean(pnl > 0)),
+            "sharpe_episode": utils.sharpe_ratio(pnl),
+            "sortino_episode": utils.sortino_ratio(pnl),
             "sharpe_episode_ann": utils.sharpe_ratio(pnl, ppy_ep),
             "sortino_episode_ann": utils.sortino_ratio(pnl, ppy_ep),
             "sharpe_step_ann": utils.sharpe_ratio(steps, ppy_step),
@@ -453,18 +456,32 @@ def summarise(
 
 
 def format_table(summary: pd.DataFrame) -> str:
-    """The terminal table: the headline columns of the summary, one row per policy."""
+    """The terminal table: the headline columns of the summary, one row per policy.
+
+    Sharpe and Sortino are shown *per episode* (not annualised): an annualised ratio of
+    5-minute episodes multiplies by ``sqrt(105120)`` ~ 324 and mostly shows that factor; the
+    annualised figures stay in ``evaluation_summary.csv`` (``*_ann``, formulas in
+    docs/workflow.md).
+    """
     cols = ["policy", "pnl_mean", "pnl_std", "pnl_ci95_low", "pnl_ci95_high",
-            "sharpe_episode_ann", "sortino_episode_ann", "max_drawdown_max", "fill_ratio",
+            "sharpe_episode", "sortino_episode", "max_drawdown_max", "fill_ratio",
             "adverse_selection_ratio", "markout_bps_1s", "maker_volume_ratio", "fees_mean",
             "inventory_abs_mean"]
-    short = {"pnl_ci95_low": "ci95_lo", "pnl_ci95_high": "ci95_hi", "sharpe_episode_ann": "sharpe",
-             "sortino_episode_ann": "sortino", "max_drawdown_max": "max_dd",
+    short = {"pnl_ci95_low": "ci95_lo", "pnl_ci95_high": "ci95_hi", "sharpe_episode": "sharpe/ep",
+             "sortino_episode": "sortino/ep", "max_drawdown_max": "max_dd",
              "adverse_selection_ratio": "adv_sel", "markout_bps_1s": "mkout_1s",
              "maker_volume_ratio": "maker_ratio", "inventory_abs_mean": "|inv|",
              "fees_mean": "fees"}
     table = summary[cols].rename(columns=short)
-    return table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    return table.to_string(index=False, float_format=lambda v: f"{v:.3g}")
+
+
+def table_footnote(summary: pd.DataFrame) -> str:
+    """The lines printed under ``format_table``: what the columns mean and the annualisation."""
+    ann = summary["annualisation"].iloc[0] if len(summary) else ""
+    return ("pnl, ci95, max_dd, fees in quote currency per episode; sharpe/ep, sortino/ep = "
+            "mean/std of episode PnL (not annualised)\n"
+            f"annualised Sharpe/Sortino (evaluation_summary.csv, *_ann columns): {ann}")
 
 
 def run_evaluation(
@@ -734,8 +751,7 @@ def _main(args: argparse.Namespace, env_map: dict[str, str]) -> int:
     for env in env_cache.values():
         env.close()
     print(format_table(summary))
-    ann = summary["annualisation"].iloc[0] if len(summary) else ""
-    print(f"Sharpe/Sortino annualisation: {ann}")
+    print(table_footnote(summary))
     print(f"wrote {out}")
     return 0
 

@@ -66,6 +66,19 @@ _STAT_OF_COLUMN = {
     "time_env_s": "time/env_s", "time_policy_s": "time/policy_s", "time_update_s": "time/update_s",
 }
 
+TRAIN_PPO_DEFAULTS: dict[str, Any] = {
+    "n_steps": 128, "batch_size": 256, "n_epochs": 4, "normalize_reward": True,
+}
+"""``PPOConfig`` fields whose default in ``train.py`` differs from the dataclass (SB3's) default.
+
+Measured reasons (docs/workflow.md): SB3's 2048 x 64 x 10 epochs meant 640 minibatch steps of
+the Conv1D+LSTM per 4096 env steps (updates ~70 % of the run at ~175 steps/s); 128 steps x 8
+envs, minibatches of 256 and 4 epochs are 16 steps per 1024 env steps (~1,000-1,500 steps/s
+on 2 cores). Reward normalisation: the env's reward is in tick x lot units (episode returns
+~-1e4), which made the value loss ~1e4 and its gradient dominate the global-norm clip, so the
+policy barely moved.
+"""
+
 _NAN_KEYS = ("train/policy_loss", "train/value_loss", "train/entropy", "train/approx_kl", "train/loss")
 
 
@@ -73,21 +86,21 @@ _NAN_KEYS = ("train/policy_loss", "train/value_loss", "train/entropy", "train/ap
 class TrainSettings:
     """Settings of the training loop (the env and PPO have their own configs)."""
 
-    num_episodes: int = 12
+    num_episodes: int = 60
     """Training budget in episodes (of ``episode_length_s`` each, all envs together); used when
     ``total_timesteps`` is 0."""
     total_timesteps: int = 0
     """Training budget in environment steps (all envs together); 0 = ``num_episodes`` x steps
     per episode. With ``--resume`` it is the budget of the whole run, steps already done included."""
-    n_envs: int = 2
+    n_envs: int = 8
     """Parallel environments of the rollout (episodes start at different times)."""
     vector_env: Literal["sync", "async"] = "sync"
     """``sync``: envs stepped in this process; ``async``: one subprocess per env."""
-    checkpoint_interval: int = 4
+    checkpoint_interval: int = 20
     """Save a checkpoint every this many PPO updates (and on Ctrl-C)."""
     keep_checkpoints: int = 3
     """Number of most recent checkpoints kept."""
-    eval_interval: int = 4
+    eval_interval: int = 40
     """Evaluate on the held-out range every this many updates (selects ``best_model``); 0 = never."""
     eval_episodes: int = 2
     """Episodes of each periodic held-out evaluation (same start times every time)."""
@@ -95,7 +108,7 @@ class TrainSettings:
     """At the end, evaluate the final agent against the baselines on the held-out data."""
     final_eval_episodes: int = 5
     """Episodes per policy of the final evaluation."""
-    plot_interval: int = 2
+    plot_interval: int = 20
     """Redraw ``training_curves.png`` every this many updates."""
 
     def __post_init__(self) -> None:
@@ -388,10 +401,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, dict[str, str]]]:
     }
     ppo_fields = {f.name for f in dataclasses.fields(PPOConfig)}
     clash = ppo_fields & (set(maps["env"].values()) | set(maps["train"].values()))
-    maps["ppo"] = utils.add_dataclass_arguments(p, PPOConfig, title="PPO (PPOConfig)", exclude=clash)
+    maps["ppo"] = utils.add_dataclass_arguments(p, PPOConfig, title="PPO (PPOConfig)", exclude=clash,
+                                                defaults=TRAIN_PPO_DEFAULTS)
     maps["ppo"].update(utils.add_dataclass_arguments(
         p, PPOConfig, title="PPO (PPOConfig), clashing names", prefix="ppo_",
-        exclude=ppo_fields - clash))
+        exclude=ppo_fields - clash, defaults=TRAIN_PPO_DEFAULTS))
     return p, maps
 
 
@@ -439,7 +453,7 @@ def _resolve_new_run(args: argparse.Namespace, maps: dict[str, dict[str, str]]) 
     base = EnvConfig(data_path=evaluate.env_data_path(train_files), symbol=args.symbol,
                      time_range=train_range)
     env_cfg = utils.dataclass_from_args(EnvConfig, args, maps["env"], base=base)
-    ppo_cfg = utils.dataclass_from_args(PPOConfig, args, maps["ppo"])
+    ppo_cfg = utils.dataclass_from_args(PPOConfig, args, maps["ppo"], base=PPOConfig(**TRAIN_PPO_DEFAULTS))
     return {"settings": settings, "env": env_cfg, "ppo": ppo_cfg, "train_files": train_files,
             "eval_files": eval_files, "train_range": train_range, "eval_range": eval_range}
 
@@ -616,7 +630,7 @@ def _final_evaluation(agent: Any, env_cfg: Any, eval_cfg: Any, settings: TrainSe
     for env in cache.values():
         env.close()
     print(evaluate.format_table(summary))
-    print(f"Sharpe/Sortino annualisation: {summary['annualisation'].iloc[0]}")
+    print(evaluate.table_footnote(summary))
 
 
 def _symbol_of(files: Sequence[Path]) -> str:

@@ -538,6 +538,7 @@ def add_dataclass_arguments(
     title: str | None = None,
     exclude: typing.Iterable[str] = (),
     prefix: str = "",
+    defaults: typing.Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
     """Add one ``--<prefix><field>`` flag per field of a frozen config dataclass.
 
@@ -554,6 +555,8 @@ def add_dataclass_arguments(
         title: argument-group title (default: the class name).
         exclude: field names to leave out.
         prefix: prepended to flag names and destinations (to avoid clashes between configs).
+        defaults: ``{field: value}`` the script uses instead of the dataclass default (it must
+            build its base config with the same values); the help shows both.
 
     Returns:
         ``{dest: field_name}`` of the flags added.
@@ -575,11 +578,15 @@ def add_dataclass_arguments(
         except TypeError:
             spec = {"type": str, "choices": None}  # parsed by the dataclass itself
         default = _field_default(f)
+        shown = f"default: {_fmt_default(default)}"
+        if defaults and f.name in defaults:
+            shown = (f"default: {_fmt_default(defaults[f.name])}; "
+                     f"{cls.__name__} default: {_fmt_default(default)}")
         kwargs: dict[str, Any] = {
             "dest": f"{prefix}{f.name}",
             "default": argparse.SUPPRESS,
             "type": spec["type"],
-            "help": f"{docs.get(f.name, '')} (default: {_fmt_default(default)})".replace("%", "%%"),
+            "help": f"{docs.get(f.name, '')} ({shown})".replace("%", "%%"),
         }
         for key in ("nargs", "const", "choices"):
             if spec.get(key) is not None:
