@@ -62,6 +62,7 @@ def _build_discrete_actions() -> tuple[str, ...]:
 
 DISCRETE_ACTIONS: tuple[str, ...] = _build_discrete_actions()
 """Name of every discrete action index (see the table in ``MarketMakingEnv``)."""
+_N_DISCRETE = len(DISCRETE_ACTIONS)
 
 BOOK_CHANNELS: tuple[str, ...] = ("bid_distance_ticks", "bid_size_lots", "ask_distance_ticks", "ask_size_lots")
 """Channels of the ``book`` observation (last axis)."""
@@ -827,7 +828,8 @@ class MarketMakingEnv(gym.Env):
             "features": spaces.Box(-np.inf, np.inf, (w, N_FEATURES), np.float32),
             "agent": spaces.Box(-np.inf, np.inf, (len(AGENT_FEATURE_NAMES),), np.float32),
         })
-        if config.action_mode == "discrete":
+        self._discrete = config.action_mode == "discrete"
+        if self._discrete:
             self.action_space = spaces.Discrete(len(DISCRETE_ACTIONS))
         else:
             m = config.continuous_max_offset
@@ -937,7 +939,8 @@ class MarketMakingEnv(gym.Env):
     def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
         """Apply ``action`` now, replay the market to the next decision time, return the usual 5-tuple."""
         assert self._started, "call reset() before step()"
-        assert self.action_space.contains(action) or self.config.action_mode == "continuous", f"invalid action {action!r}"
+        if self._discrete and not (type(action) is int and 0 <= action < _N_DISCRETE):
+            assert self.action_space.contains(action), f"invalid action {action!r}"
         cfg = self.config
         self._step_fills = []
         self._apply_action(action)
@@ -1172,12 +1175,17 @@ class MarketMakingEnv(gym.Env):
         bb = (bid_px[0], bid_sz[0]) if bid_px else None
         ba = (ask_px[0], ask_sz[0]) if ask_px else None
         mid = self._feats.mid
-        if mid is not None:
+        lv = self.config.obs_levels
+        if mid is not None and len(bid_px) >= lv and len(ask_px) >= lv:
+            inv = self.order_size
+            row = [v for pb, sb, pa, sa in zip(bid_px[:lv], bid_sz[:lv], ask_px[:lv], ask_sz[:lv])
+                   for v in (mid - pb, sb / inv, pa - mid, sa / inv)]
+        elif mid is not None:
             inv = self.order_size
             row = []
             append = row.append
             nb, na = len(bid_px), len(ask_px)
-            for k in range(self.config.obs_levels):
+            for k in range(lv):
                 if k < nb:
                     append(mid - bid_px[k])
                     append(bid_sz[k] / inv)
@@ -1208,55 +1216,62 @@ class MarketMakingEnv(gym.Env):
         w = self.config.obs_window
         j = self._ring_idx + 1
         feats = self._feat_buf[j:j + w].copy()
-        mids = self._mid_buf[j:j + w]
-        feats[:, 0] = np.where(mids != 0, mids - mids[-1], 0.0)
+        mids = self._mid_buf[j:j + w].tolist()
+        cur = mids[-1]
+        feats[:, 0] = [m - cur if m != 0 else 0.0 for m in mids]
         return {"book": self._book_buf[j:j + w].copy(), "features": feats, "agent": self._agent_vector()}
 
     def _agent_vector(self) -> np.ndarray:
         ex = self._ex
         mid = self._feats.mid or 0.0
-        out = np.zeros(len(AGENT_FEATURE_NAMES), np.float32)
-        out[0] = ex.position / self.max_inventory_units
-        notional = mid * self.tick_size * self.order_size
-        out[1] = ex.cash / notional if notional > 0 else 0.0
-        out[2] = self._mark(self._feats.mid) / (self.tick_size * self.order_size)
+        tick_lots = self.tick_size * self.order_size
+        notional = mid * tick_lots
         span = max(self.end_ts - self.start_ts, 1.0)
-        out[3] = max(0.0, (self.end_ts - self._now) / span)
-        bb, ba = self._book.best_bid(), self._book.best_ask()
-        for base, side, best in ((4, BID, bb), (7, ASK, ba)):
+        out = [ex.position / self.max_inventory_units,
+               ex.cash / notional if notional > 0 else 0.0,
+               self._mark(self._feats.mid) / tick_lots,
+               max(0.0, (self.end_ts - self._now) / span),
+               0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+        book = self._book
+        bids, asks = book.bids, book.asks
+        for base, side in ((4, BID), (7, ASK)):
             o = ex.quote(side)
             if o is not None:
                 out[base] = 1.0
-                if best is not None:
-                    out[base + 1] = (best[0] - o.price) if side == BID else (o.price - best[0])
-                out[base + 2] = o.queue_ahead / self.order_size if o.status == _LIVE else (
-                    self._book.size_at(side, o.price) / self.order_size)
-        return out
-
-    def _price(self, ticks: float | None) -> float | None:
-        return None if ticks is None else round(ticks * self.tick_size, 12)
+                if side == BID:
+                    if bids:
+                        out[base + 1] = bids.peekitem(-1)[0] - o.price
+                    level = bids.get(o.price, 0.0)
+                else:
+                    if asks:
+                        out[base + 1] = o.price - asks.peekitem(0)[0]
+                    level = asks.get(o.price, 0.0)
+                out[base + 2] = (o.queue_ahead if o.status == _LIVE else level) / self.order_size
+        return np.array(out, np.float32)
 
     def _info(self, done: bool) -> dict[str, Any]:
         ex = self._ex
-        bb, ba = self._book.best_bid(), self._book.best_ask()
+        tick = self.tick_size
+        bids, asks = self._book.bids, self._book.asks
         mid = self._feats.mid
         q_bid, q_ask = ex.quote(BID), ex.quote(ASK)
         span = max(self.end_ts - self.start_ts, 1.0)
+        now = self._now
         info: dict[str, Any] = {
             "market": {
-                "ts": self._now,
-                "mid": self._price(mid),
-                "best_bid": self._price(bb[0]) if bb else None,
-                "best_ask": self._price(ba[0]) if ba else None,
-                "tick_size": self.tick_size,
+                "ts": now,
+                "mid": None if mid is None else round(mid * tick, 12),
+                "best_bid": round(bids.peekitem(-1)[0] * tick, 12) if bids else None,
+                "best_ask": round(asks.peekitem(0)[0] * tick, 12) if asks else None,
+                "tick_size": tick,
                 "inventory": ex.position,
-                "time_left": max(0.0, (self.end_ts - self._now) / span),
-                "sigma": self._feats.sigma_per_sqrt_s(int(self._now)) * self.tick_size,
+                "time_left": max(0.0, (self.end_ts - now) / span),
+                "sigma": self._feats.sigma_per_sqrt_s(int(now)) * tick,
             },
-            "quotes": {"bid": self._price(q_bid.price) if q_bid else None,
-                       "ask": self._price(q_ask.price) if q_ask else None},
-            "fills": [{"ts": f.ts, "side": f.side, "price": self._price(f.price), "size": f.size,
-                       "maker": f.maker, "fee": f.fee} for f in self._step_fills],
+            "quotes": {"bid": round(q_bid.price * tick, 12) if q_bid else None,
+                       "ask": round(q_ask.price * tick, 12) if q_ask else None},
+            "fills": [{"ts": f.ts, "side": f.side, "price": round(f.price * tick, 12), "size": f.size,
+                       "maker": f.maker, "fee": f.fee} for f in self._step_fills] if self._step_fills else [],
             "pnl": self._equity,
             "inventory": ex.position,
             "order_size": self.order_size,

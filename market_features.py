@@ -47,6 +47,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 from itertools import accumulate
+from operator import mul
 from typing import Any
 
 import numpy as np
@@ -454,11 +455,19 @@ class MarketFeatures:
             bsz = bsz + [0.0] * (k - len(bsz))
         if len(asz) < k:
             asz = asz + [0.0] * (k - len(asz))
-        for j, n in ((4, 1), (5, 5), (6, 10)):
-            b = _np_sum(bsz[:n])
-            a = _np_sum(asz[:n])
-            tot = b + a
-            out[j] = (b - a) / tot if tot > 0 else 0.0
+        # numpy's summation order: sequential below 8 elements, 8 pairwise accumulators from 8
+        b0, b1, b2, b3, b4, b5, b6, b7, b8, b9 = bsz[:10]
+        a0, a1, a2, a3, a4, a5, a6, a7, a8, a9 = asz[:10]
+        tot = b0 + a0
+        out[4] = (b0 - a0) / tot if tot > 0 else 0.0
+        b = b0 + b1 + b2 + b3 + b4
+        a = a0 + a1 + a2 + a3 + a4
+        tot = b + a
+        out[5] = (b - a) / tot if tot > 0 else 0.0
+        b = ((b0 + b1) + (b2 + b3)) + ((b4 + b5) + (b6 + b7)) + b8 + b9
+        a = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)) + a8 + a9
+        tot = b + a
+        out[6] = (b - a) / tot if tot > 0 else 0.0
         n = c.slope_levels
         if bb is not None:
             b0 = bb[0]
@@ -525,24 +534,30 @@ def _dot(x: list[float], y: list[float]) -> float:
     return r
 
 
-def _slope(distances: list[float], sizes: list[float]) -> float:
-    """``depth_slope`` on plain lists, bit-identical to the numpy version.
+def _slope(distances: list, sizes: list[float]) -> float:
+    """``depth_slope`` on plain lists of integer-tick distances, bit-identical to the numpy version.
 
-    >>> _slope([0.0, 1.0, 2.0], [1.0, 2.0, 3.0])
+    The sums over distances are exact (integers), so only the size sums keep numpy's order.
+
+    >>> _slope([0, 1, 2], [1.0, 2.0, 3.0])
     2.5
     """
-    if all(s > 0 for s in sizes):
+    if min(sizes, default=0.0) > 0:
         x = distances
-        kept = sizes
+        y = list(accumulate(sizes))
     else:
         x = [d for d, s in zip(distances, sizes, strict=True) if s > 0]
-        kept = [s for s in sizes if s > 0]
+        y = list(accumulate(s for s in sizes if s > 0))
     n = len(x)
     if n < 2:
         return 0.0
-    y = list(accumulate(kept))
-    sx, sy = _np_sum(x), _np_sum(y)
-    den = n * _dot(x, x) - sx * sx
+    sx = sum(x)
+    den = n * sum(map(mul, x, x)) - sx * sx
     if den <= 0:
         return 0.0
+    if n == 10:
+        y0, y1, y2, y3, y4, y5, y6, y7, y8, y9 = y
+        sy = ((y0 + y1) + (y2 + y3)) + ((y4 + y5) + (y6 + y7)) + y8 + y9
+    else:
+        sy = _np_sum(y)
     return (n * _dot(x, y) - sx * sy) / den
