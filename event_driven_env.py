@@ -413,13 +413,16 @@ class SimExchange:
             return
         ts = msg.ts
         done = False
+        bids, asks = book.bids, book.asks
+        best_bid = bids.peekitem(-1)[0] if bids else None
+        best_ask = asks.peekitem(0)[0] if asks else None
         for o in self.orders:
             if o.status != _LIVE:
                 continue
             if o.side == BID:
-                level = book.bids.get(o.price, 0.0)
+                level = bids.get(o.price, 0.0)
             else:
-                level = book.asks.get(o.price, 0.0)
+                level = asks.get(o.price, 0.0)
             if self.queue and level != o.last_level:
                 self._level_change(o, o.last_level, level, ts, mid)
                 o.last_level = level
@@ -427,9 +430,9 @@ class SimExchange:
                 done = True
                 continue
             if o.side == BID:
-                crossed = bool(book.asks) and book.asks.peekitem(0)[0] <= o.price
+                crossed = best_ask is not None and best_ask <= o.price
             else:
-                crossed = bool(book.bids) and book.bids.peekitem(-1)[0] >= o.price
+                crossed = best_bid is not None and best_bid >= o.price
             if crossed:
                 self._fill(o, o.remaining, float(o.price), ts, True, mid)
                 done = True
@@ -906,6 +909,8 @@ class MarketMakingEnv(gym.Env):
         self._feats = MarketFeatures(self._feature_config)
         if self._book.best_bid() is not None and self._book.best_ask() is not None:
             self._feats.on_book(self._book, warm_from)
+        else:   # keep the features' best bid/ask equal to the book's (the env reads them there)
+            self._feats.best_bid, self._feats.best_ask = self._book.best_bid(), self._book.best_ask()
         self._ex = SimExchange(self.tick_size, cfg.fill_model, cfg.maker_fee_bps, cfg.taker_fee_bps,
                                cfg.queue_model, cfg.queue_power, self.has_trades, self.lot_size)
         self._mk = MarkoutTracker(self._horizons)
@@ -1023,7 +1028,7 @@ class MarketMakingEnv(gym.Env):
                 self._quote(side, int(np.rint(off)), size)
 
     def _quote(self, side: int, offset: int, size: float) -> None:
-        bb, ba = self._book.best_bid(), self._book.best_ask()
+        bb, ba = self._feats.best_bid, self._feats.best_ask
         if bb is None or ba is None:
             return
         if side == BID:
@@ -1168,8 +1173,18 @@ class MarketMakingEnv(gym.Env):
         book = self._book
         n = self._depth_n
         bids, asks = book.bids, book.asks
-        bid_px = list(islice(bids.irange(reverse=True), n))
-        ask_px = list(islice(asks.irange(), n))
+        # top keys straight from the SortedDicts' sorted key lists (sortedcontainers keeps them
+        # in `_list._lists`, as order_book's hot path relies on too); irange when a sublist is short
+        lists = bids._list._lists
+        if lists and len(lists[-1]) >= n:
+            bid_px = lists[-1][:-n - 1:-1]
+        else:
+            bid_px = list(islice(bids.irange(reverse=True), n))
+        lists = asks._list._lists
+        if lists and len(lists[0]) >= n:
+            ask_px = lists[0][:n]
+        else:
+            ask_px = list(islice(asks.irange(), n))
         bid_sz = list(map(bids.__getitem__, bid_px))
         ask_sz = list(map(asks.__getitem__, ask_px))
         bb = (bid_px[0], bid_sz[0]) if bid_px else None
@@ -1178,7 +1193,7 @@ class MarketMakingEnv(gym.Env):
         lv = self.config.obs_levels
         if mid is not None and len(bid_px) >= lv and len(ask_px) >= lv:
             inv = self.order_size
-            row = [v for pb, sb, pa, sa in zip(bid_px[:lv], bid_sz[:lv], ask_px[:lv], ask_sz[:lv])
+            row = [v for pb, sb, pa, sa in zip(bid_px[:lv], bid_sz[:lv], ask_px[:lv], ask_sz[:lv], strict=True)
                    for v in (mid - pb, sb / inv, pa - mid, sa / inv)]
         elif mid is not None:
             inv = self.order_size
@@ -1233,26 +1248,26 @@ class MarketMakingEnv(gym.Env):
                max(0.0, (self.end_ts - self._now) / span),
                0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
         book = self._book
-        bids, asks = book.bids, book.asks
+        bb, ba = self._feats.best_bid, self._feats.best_ask
         for base, side in ((4, BID), (7, ASK)):
             o = ex.quote(side)
             if o is not None:
                 out[base] = 1.0
                 if side == BID:
-                    if bids:
-                        out[base + 1] = bids.peekitem(-1)[0] - o.price
-                    level = bids.get(o.price, 0.0)
+                    if bb is not None:
+                        out[base + 1] = bb[0] - o.price
+                    level = book.bids.get(o.price, 0.0)
                 else:
-                    if asks:
-                        out[base + 1] = o.price - asks.peekitem(0)[0]
-                    level = asks.get(o.price, 0.0)
+                    if ba is not None:
+                        out[base + 1] = o.price - ba[0]
+                    level = book.asks.get(o.price, 0.0)
                 out[base + 2] = (o.queue_ahead if o.status == _LIVE else level) / self.order_size
         return np.array(out, np.float32)
 
     def _info(self, done: bool) -> dict[str, Any]:
         ex = self._ex
         tick = self.tick_size
-        bids, asks = self._book.bids, self._book.asks
+        bb, ba = self._feats.best_bid, self._feats.best_ask
         mid = self._feats.mid
         q_bid, q_ask = ex.quote(BID), ex.quote(ASK)
         span = max(self.end_ts - self.start_ts, 1.0)
@@ -1261,8 +1276,8 @@ class MarketMakingEnv(gym.Env):
             "market": {
                 "ts": now,
                 "mid": None if mid is None else round(mid * tick, 12),
-                "best_bid": round(bids.peekitem(-1)[0] * tick, 12) if bids else None,
-                "best_ask": round(asks.peekitem(0)[0] * tick, 12) if asks else None,
+                "best_bid": round(bb[0] * tick, 12) if bb else None,
+                "best_ask": round(ba[0] * tick, 12) if ba else None,
                 "tick_size": tick,
                 "inventory": ex.position,
                 "time_left": max(0.0, (self.end_ts - now) / span),

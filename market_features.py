@@ -243,6 +243,8 @@ class MarketFeatures:
     ``on_trade(ts, side, size)`` for each trade, and ``values(book, now)`` whenever a feature
     vector is wanted (decision times). The per-message work is a handful of float
     operations and deque appends; the depth-based features are computed only in ``values``.
+    ``best_bid`` / ``best_ask`` hold the book's best ``(ticks, size)`` after the last book
+    message folded in (None for an empty side); ``mid`` the last mid (ticks) seen with both sides.
 
     Args:
         config: windows and bucket sizes.
@@ -257,8 +259,9 @@ class MarketFeatures:
         self._rv_short = RollingWindow(c.vol_short_ms)
         self._rv_long = RollingWindow(c.vol_long_ms)
         self._spread = RollingWindow(c.spread_window_ms)
-        self._prev_bid: tuple[int, float] | None = None
-        self._prev_ask: tuple[int, float] | None = None
+        self._read_windows = (self._ofi, self._trade, self._trade_abs, self._rv_short, self._rv_long)
+        self.best_bid: tuple[int, float] | None = None   # (ticks, size) after the last book message
+        self.best_ask: tuple[int, float] | None = None
         self.mid: float | None = None           # ticks, after the last book message
         self.ts: int | None = None               # last event time folded in
         # VPIN state
@@ -281,11 +284,11 @@ class MarketFeatures:
         bb = book.best_bid()
         ba = book.best_ask()
         if bb is None or ba is None:
-            self._prev_bid, self._prev_ask = bb, ba
+            self.best_bid, self.best_ask = bb, ba
             return
-        if self._prev_bid is not None and self._prev_ask is not None:
-            self._ofi.add(ts, ofi_increment(self._prev_bid, self._prev_ask, bb, ba))
-        self._prev_bid, self._prev_ask = bb, ba
+        if self.best_bid is not None and self.best_ask is not None:
+            self._ofi.add(ts, ofi_increment(self.best_bid, self.best_ask, bb, ba))
+        self.best_bid, self.best_ask = bb, ba
         mid = (bb[0] + ba[0]) * 0.5
         old = self.mid
         if old is not None and mid != old and old > 0 and mid > 0:
@@ -445,7 +448,9 @@ class MarketFeatures:
             out[2] = spread
             out[3] = spread / mid * 1e4 if mid > 0 else 0.0
             sw = self._spread
-            sw.evict(now)
+            q = sw._q
+            if q and q[0][0] <= now - sw.window:
+                sw.evict(now)
             m, s = sw.mean_std()
             out[15] = (spread - m) / s if (s > 1e-12 and sw.count >= 2) else 0.0
         k = max(10, c.slope_levels)
@@ -475,15 +480,16 @@ class MarketFeatures:
         if ba is not None:
             a0 = ba[0]
             out[8] = _slope([p - a0 for p in ask_px[:n]], asz[:n])
-        w = self._ofi
-        w.evict(now)
-        out[9] = w.total
-        self._trade.evict(now)
-        ta = self._trade_abs
-        ta.evict(now)
-        out[10] = self._trade.total / ta.total if ta.total > 0 else 0.0
-        out[11] = self.realised_vol_bps(now, long=False)
-        out[12] = self.realised_vol_bps(now, long=True)
+        # evict what left each window (the check inlined: usually nothing has)
+        for w in self._read_windows:
+            q = w._q
+            if q and q[0][0] <= now - w.window:
+                w.evict(now)
+        out[9] = self._ofi.total
+        ta = self._trade_abs.total
+        out[10] = self._trade.total / ta if ta > 0 else 0.0
+        out[11] = math.sqrt(max(self._rv_short.total, 0.0))
+        out[12] = math.sqrt(max(self._rv_long.total, 0.0))
         out[13] = self.vpin()
         out[14] = self.kyle_lambda()
         return out
