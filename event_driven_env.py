@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import statistics
 import warnings
 from collections import deque
@@ -108,7 +109,7 @@ class EnvConfig:
     """Every setting of ``MarketMakingEnv``. Field types are kept CLI-friendly."""
 
     data_path: str = ""
-    """Recording to replay: a file, or several files joined with ``os.pathsep`` (read by ``data_processor.Replay``)."""
+    """Recording to replay: a file, or several files joined with ``os.pathsep`` (read by ``data_processor.Replay``); a list/tuple of paths is accepted and joined into that form."""
     symbol: str | None = None
     """Symbol to trade; None = the only symbol of the recording."""
     tick_size: float | None = None
@@ -195,6 +196,7 @@ class EnvConfig:
     """Replay checkpoint cache folder; None = the data layer's default."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "data_path", _normalise_data_path(self.data_path))
         object.__setattr__(self, "time_range", tuple(float(x) for x in self.time_range))
         object.__setattr__(self, "markout_horizons_ms", tuple(float(x) for x in self.markout_horizons_ms))
         choices = {"action_mode": ("discrete", "continuous"), "fill_model": ("queue", "bbo_cross"),
@@ -1340,9 +1342,35 @@ class MarketMakingEnv(gym.Env):
 
 
 def _pathsep() -> str:
-    import os
-
     return os.pathsep
+
+
+def _normalise_data_path(value: Any) -> str:
+    """``EnvConfig.data_path`` in its documented form: one string, several files joined by ``os.pathsep``.
+
+    Accepts a string, a path-like object, or a list/tuple of them (a multi-file recording, in order).
+
+    >>> _normalise_data_path(["a.jsonl", Path("b.jsonl")]) == "a.jsonl" + os.pathsep + "b.jsonl"
+    True
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, list | tuple):
+        if not value:
+            raise ValueError("EnvConfig.data_path: the list of files is empty")
+        parts = []
+        for item in value:
+            if not isinstance(item, str | os.PathLike):
+                raise ValueError(f"EnvConfig.data_path: every file must be a str or path, got {item!r}")
+            part = os.fspath(item)
+            if not part or os.pathsep in part:
+                raise ValueError(f"EnvConfig.data_path: bad file name {part!r} in the list "
+                                 f"(empty, or containing the path separator {os.pathsep!r})")
+            parts.append(part)
+        return os.pathsep.join(parts)
+    raise ValueError(f"EnvConfig.data_path must be a path or a list/tuple of paths, got {value!r}")
 
 
 def _decimals_of(x: float) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import gymnasium as gym
@@ -155,6 +156,20 @@ def test_every_message_mode(synth, tmp_path):
 def test_invalid_config(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         EnvConfig(data_path="x", **bad)
+
+
+def test_data_path_list_is_joined_with_pathsep(tmp_path):
+    a, b = tmp_path / "a.jsonl", str(tmp_path / "b.jsonl")
+    assert EnvConfig(data_path=[a, b]).data_path == str(a) + os.pathsep + b
+    assert EnvConfig(data_path=(b,)).data_path == b
+    assert EnvConfig(data_path=a).data_path == str(a)
+
+
+@pytest.mark.parametrize("bad,msg", [([], "empty"), (["a", 3], "got 3"), ([f"a{os.pathsep}b"], "separator"),
+                                     (5, "got 5")])
+def test_bad_data_path(bad, msg):
+    with pytest.raises(ValueError, match=msg):
+        EnvConfig(data_path=bad)
 
 
 def test_missing_data_path():

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
+from data_processor import load_messages
 from event_driven_env import DISCRETE_ACTIONS, MarketMakingEnv
 
 BOTH_AT_BEST = DISCRETE_ACTIONS.index("both_offset_+0")
@@ -72,3 +73,34 @@ def test_pinned_numbers_binance_btcusdt(shared_data, cache_dir):
     # the queue model fills more often and is less adversely selected than bbo_cross (fills only when the price moves through)
     assert q["n_fills"] > b["n_fills"] > 0
     assert q["adverse_selection_ratio"] < b["adverse_selection_ratio"]
+
+
+def test_multi_file_recording_as_a_list(shared_data, cache_dir):
+    """Binance 0718 + 0719 (one session split at midnight) given as a list, to the class and to gymnasium.make."""
+    import gymnasium as gym
+
+    files = [shared_data / (BINANCE + "btcusdt_20240718.gz"), shared_data / (BINANCE + "btcusdt_20240719.gz")]
+    joined = os.pathsep.join(str(f) for f in files)
+    kw = dict(episode_length_s=30.0, warmup_s=5.0, cache_dir=cache_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        envs = [MarketMakingEnv(data_path=files, **kw), MarketMakingEnv(data_path=joined, **kw),
+                gym.make("MarketMaking-v0", data_path=tuple(files), **kw).unwrapped]
+    assert all(e.config.data_path == joined for e in envs)
+    spans = {(e._replay.start_ts, e._replay.end_ts) for e in envs}
+    assert len(spans) == 1
+    start, end = spans.pop()
+    boundary = max(m.ts for m in load_messages(str(files[0])))     # last message of the 0718 file
+    assert start < boundary < end - 200_000    # the session runs on into the 0719 file
+    runs = []
+    for env in envs:                          # an episode across the file boundary is the same from every form
+        env.reset(options={"start_ts": boundary - 10_000})
+        rewards = []
+        while True:
+            _, r, term, trunc, info = env.step(BOTH_AT_BEST)
+            rewards.append(r)
+            if term or trunc:
+                break
+        runs.append((rewards, info["episode"]["n_fills"], info["market"]["ts"]))
+    assert runs[0] == runs[1] == runs[2]
+    assert runs[0][2] > boundary and runs[0][1] > 0
