@@ -822,8 +822,13 @@ def plot_training_curves(log: Any, path: str | os.PathLike, eval_log: Any = None
     if h1 + h2:
         ax.legend(h1 + h2, l1 + l2, fontsize=8)
     ax.set_title("Losses")
+    from matplotlib.ticker import EngFormatter, MaxNLocator
+
     for ax in axes.flat:
         ax.set_xlabel("environment steps")
+        # 20k, 40k, ... instead of 20000 40000 running into each other.
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6))
         ax.grid(alpha=0.3)
         if not ax.has_data():
             ax.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax.transAxes)

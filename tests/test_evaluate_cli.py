@@ -71,7 +71,8 @@ def test_evaluate_smoke_writes_every_file(model_dir, tmp_path):
         assert (out / png).read_bytes()[:4] == b"\x89PNG", png
     assert (out / "evaluation_meta.json").is_file()
     # the table is printed, with the annualisation stated
-    assert "agent" in r.stdout and "sharpe" in r.stdout and "sqrt(1.5768e+06)" in r.stdout  # 365*86400/20
+    assert "agent" in r.stdout and "sqrt(1.5768e+06)" in r.stdout  # 365*86400/20
+    assert "sharpe/ep" in r.stdout and "not annualised" in r.stdout
 
 
 def test_same_seed_same_results_and_summary_formulas(tiny_data):
@@ -100,7 +101,11 @@ def test_same_seed_same_results_and_summary_formulas(tiny_data):
     assert row["pnl_mean"] == pytest.approx(pnl.mean())
     assert row["pnl_std"] == pytest.approx(pnl.std(ddof=1))
     if pnl.std() > 0:
+        assert row["sharpe_episode"] == pytest.approx(pnl.mean() / pnl.std(ddof=1))
         assert row["sharpe_episode_ann"] == pytest.approx(pnl.mean() / pnl.std(ddof=1) * np.sqrt(3153600))
+    downside = np.sqrt(np.mean(np.minimum(pnl, 0.0) ** 2))
+    if downside > 0:
+        assert row["sortino_episode"] == pytest.approx(pnl.mean() / downside)
     assert row["pnl_ci95_low"] <= row["pnl_mean"] <= row["pnl_ci95_high"]
 
 

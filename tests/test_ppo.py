@@ -527,3 +527,36 @@ def test_compiled_epoch_equals_minibatch_loop():
     np.testing.assert_allclose(sums.numpy(), total, rtol=1e-4, atol=1e-6)
     for wa, wc in zip(a.model.weights, c.model.weights, strict=True):
         np.testing.assert_allclose(wa.numpy(), wc.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_reward_normalisation_is_vecnormalize_style():
+    """Rewards are divided by the running std of the per-env discounted return, which restarts
+    at every episode end; reset-only steps (NEXT_STEP autoreset) update nothing; the statistics
+    are saved with the model; predict never touches them."""
+    from utils import RunningMeanStd
+
+    gamma, n_steps, max_steps = 0.5, 8, 3
+    cfg = PPOConfig(normalize_reward=True, gamma=gamma, clip_reward=1e6,
+                    **{**SMALL, "n_steps": n_steps, "batch_size": 8})
+    envs = make_vec(lambda: ConstantRewardEnv(max_steps=max_steps), n=1)
+    agent = PPOAgent(envs.single_observation_space, envs.single_action_space, cfg, seed=0)
+    agent.learn(envs, n_steps, None)
+    # Reward 1 per step, episodes of 3 steps then one reset-only step: the discounted
+    # returns seen are 1, 1.5, 1.75, (reset), 1, 1.5, 1.75, (reset).
+    ref = RunningMeanStd(())
+    expected = []
+    for disc in (1.0, 1.5, 1.75, None, 1.0, 1.5, 1.75, None):
+        if disc is None:
+            expected.append(0.0)
+            continue
+        ref.update(np.array([disc]))
+        expected.append(1.0 / np.sqrt(ref.var + 1e-8))
+    assert agent.ret_rms.count == pytest.approx(ref.count)
+    assert agent.ret_rms.mean == pytest.approx(ref.mean)
+    assert agent.ret_rms.var == pytest.approx(ref.var)
+    np.testing.assert_allclose(agent.rollout_buffer.rewards[:, 0], expected, rtol=1e-5)
+    np.testing.assert_array_equal(agent.rollout_buffer.mask[:, 0], [1, 1, 1, 0, 1, 1, 1, 0])
+    before = agent.ret_rms.state_dict()
+    agent.predict(np.zeros((1, 2), np.float32))
+    assert agent.ret_rms.state_dict() == before
+    envs.close()

@@ -202,3 +202,22 @@ def test_help_lists_every_config_field(capsys):
             if f.name in ("data_path", "symbol", "time_range", "seed"):
                 continue
             assert f"--{f.name}" in text or f"--ppo_{f.name}" in text, f.name
+
+
+def test_train_ppo_defaults_reach_the_config_and_the_help(tiny_data):
+    import train
+    from ppo_agent import PPOConfig
+
+    parser, maps = train.build_parser()
+    args = parser.parse_args(["--data_path", str(tiny_data), "--n_epochs", "3"])
+    run = train._resolve_new_run(args, maps)
+    cfg = run["ppo"]
+    assert cfg.n_epochs == 3  # a flag wins over the train.py default
+    for name, value in train.TRAIN_PPO_DEFAULTS.items():
+        if name != "n_epochs":
+            assert getattr(cfg, name) == value, name
+    # the fields not overridden keep PPOConfig's defaults
+    assert cfg.learning_rate == PPOConfig().learning_rate
+    text = " ".join(parser.format_help().split())
+    assert "(default: 128; PPOConfig default: 2048)" in text
+    assert "(default: True; PPOConfig default: False)" in text
