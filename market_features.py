@@ -476,10 +476,10 @@ class MarketFeatures:
         n = c.slope_levels
         if bb is not None:
             b0 = bb[0]
-            out[7] = _slope([b0 - p for p in bid_px[:n]], bsz[:n])
+            out[7] = _slope([b0 - p for p in bid_px[:n]], bid_sz[:n])
         if ba is not None:
             a0 = ba[0]
-            out[8] = _slope([p - a0 for p in ask_px[:n]], asz[:n])
+            out[8] = _slope([p - a0 for p in ask_px[:n]], ask_sz[:n])
         # evict what left each window (the check inlined: usually nothing has)
         for w in self._read_windows:
             q = w._q

@@ -6,9 +6,17 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from data_processor import DeltaMessage, SnapshotMessage, TradeMessage
-from market_features import FEATURE_NAMES, FeatureConfig, MarketFeatures
+from market_features import (
+    FEATURE_NAMES,
+    FeatureConfig,
+    MarketFeatures,
+    book_imbalance,
+    depth_slope,
+)
 from order_book import OrderBook
 
 IDX = {n: i for i, n in enumerate(FEATURE_NAMES)}
@@ -135,3 +143,31 @@ def test_config_validation():
         FeatureConfig(vpin_bucket_volume=0.0)
     with pytest.raises(ValueError, match="kyle_window"):
         FeatureConfig(kyle_window=0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 40), st.integers(1, 99_999)), min_size=0, max_size=14, unique_by=lambda x: x[0]),
+       st.lists(st.tuples(st.integers(1, 40), st.integers(1, 99_999)), min_size=0, max_size=14, unique_by=lambda x: x[0]),
+       st.integers(2, 12))
+def test_list_path_is_bit_identical_to_the_numpy_formulas(bid_levels, ask_levels, slope_levels):
+    """values() (the env's pure-Python per-step path) equals book_imbalance/depth_slope on book.depth() exactly."""
+    bids = [(1000 - d, s / 1000) for d, s in bid_levels]      # sizes with 3 decimals, as in feeds
+    asks = [(1001 + d, s / 1000) for d, s in ask_levels]
+    book = OrderBook("X", tick_size=1.0)
+    book.apply(snap(0, bids, asks))
+    feats = MarketFeatures(FeatureConfig(slope_levels=slope_levels))
+    v = feats.values(book, 0)
+    db, da = book.depth(max(10, slope_levels))
+    bb, ba = book.best_bid(), book.best_ask()
+    for j, n in ((IDX["imbalance_1"], 1), (IDX["imbalance_5"], 5), (IDX["imbalance_10"], 10)):
+        assert v[j] == book_imbalance(db[:, 1], da[:, 1], n)
+    want_bid = depth_slope(bb[0] - db[:slope_levels, 0], db[:slope_levels, 1]) if bb else 0.0
+    want_ask = depth_slope(da[:slope_levels, 0] - ba[0], da[:slope_levels, 1]) if ba else 0.0
+    assert v[IDX["depth_slope_bid"]] == want_bid
+    assert v[IDX["depth_slope_ask"]] == want_ask
+    # the env's call: integer tick prices read straight from the book, unpadded lists
+    k = max(10, slope_levels)
+    bp, ap = list(reversed(book.bids.keys()))[:k], list(book.asks.keys())[:k]
+    row = MarketFeatures(FeatureConfig(slope_levels=slope_levels)).values_from_levels(
+        0, bb, ba, bp, [book.bids[p] for p in bp], ap, [book.asks[p] for p in ap])
+    assert row == v.tolist()
