@@ -481,7 +481,7 @@ def table_footnote(summary: pd.DataFrame) -> str:
     ann = summary["annualisation"].iloc[0] if len(summary) else ""
     return ("pnl, ci95, max_dd, fees in quote currency per episode; sharpe/ep, sortino/ep = "
             "mean/std of episode PnL (not annualised)\n"
-            f"annualised Sharpe/Sortino (evaluation_summary.csv, *_ann columns): {ann}")
+            f"annualisation of the *_ann Sharpe/Sortino columns of evaluation_summary.csv: {ann}")
 
 
 def run_evaluation(

@@ -87,7 +87,7 @@ def test_train_smoke_writes_every_file(tiny_data, tmp_path):
     assert eps.groupby("policy")["start_ts"].apply(tuple).nunique() == 1
     for png in ("evaluation_comparison.png", "episode_first_agent.png", "episode_first_glft.png"):
         assert (ev / png).read_bytes()[:4] == b"\x89PNG", png
-    assert "pnl_mean" in r.stdout and "annualisation" in r.stdout
+    assert "pnl_mean" in r.stdout and "annualisation" in r.stdout and "sharpe/ep" in r.stdout
 
 
 @pytest.mark.slow
