@@ -47,7 +47,6 @@ import hashlib
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -56,6 +55,8 @@ from typing import Any
 
 import numpy as np
 import orjson
+
+from utils import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -578,30 +579,17 @@ def generate_file(out_path: str | os.PathLike, hours: float, seed: int,
         The destination path.
     """
     path = Path(out_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
-            buf: list[bytes] = []
-            for line in iter_lines(hours, seed, config):
-                buf.append(line)
-                if len(buf) >= 20000:
-                    buf.append(b"")
-                    fh.write(b"\n".join(buf))
-                    buf.clear()
-            if buf:
+    with atomic_open(path, buffering=1 << 20) as fh:
+        buf: list[bytes] = []
+        for line in iter_lines(hours, seed, config):
+            buf.append(line)
+            if len(buf) >= 20000:
                 buf.append(b"")
                 fh.write(b"\n".join(buf))
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+                buf.clear()
+        if buf:
+            buf.append(b"")
+            fh.write(b"\n".join(buf))
     logger.info("wrote %s (%.2f h, seed %d)", path, hours, seed)
     return path
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import dataclasses
 import hashlib
 import inspect
@@ -29,15 +30,57 @@ import textwrap
 import types
 import typing
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, BinaryIO, NoReturn
 
 import numpy as np
 import orjson
 
 
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, buffering: int = -1) -> Iterator[BinaryIO]:
+    """Open ``path`` for binary writing so that it appears whole or not at all.
+
+    Writes go to a temp file in the same folder; on a clean exit it is flushed, fsynced,
+    given the permissions a plain ``open`` would give (``0o666 & ~umask``; ``mkstemp`` makes
+    0600) and renamed over ``path``. On any exception, KeyboardInterrupt included, the temp
+    file is removed and ``path`` keeps its old content.
+
+    Args:
+        path: destination file; its folder is created if missing.
+        buffering: passed to ``open`` (e.g. ``1 << 20`` for large streamed files).
+
+    Yields:
+        The binary file handle to write to.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb", buffering=buffering) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()  # read once: os.umask can only be read by setting it
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename).
+    """Write ``data`` to ``path`` atomically; see ``atomic_open``.
 
     Args:
         path: destination file; its folder is created if missing.
@@ -46,21 +89,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     Returns:
         The destination as a ``Path``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # Also on KeyboardInterrupt: never leave the temp file behind.
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    with atomic_open(path) as fh:
+        fh.write(data)
+    return Path(path)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

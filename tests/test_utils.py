@@ -160,3 +160,20 @@ def test_plots_write_png(tmp_path):
 
 def test_parser_is_argparse():
     assert issubclass(utils.OneLineErrorParser, argparse.ArgumentParser)
+
+
+def test_atomic_open_keeps_old_content_on_interrupt_and_sets_normal_permissions(tmp_path):
+    import os
+
+    from utils import atomic_open, atomic_write_text
+
+    path = atomic_write_text(tmp_path / "out.csv", "old\n")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_open(path) as fh:
+            fh.write(b"half a fi")
+            raise KeyboardInterrupt
+    assert path.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]  # no temp file left
