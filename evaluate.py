@@ -38,11 +38,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import orjson
-import pandas as pd
+# Hide TensorFlow's C++ INFO/WARNING logs; set before any module imports TensorFlow. A few
+# start-up lines that TensorFlow prints before its logging is initialised still show.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import utils
+import numpy as np  # noqa: E402
+import orjson  # noqa: E402
+import pandas as pd  # noqa: E402
+
+import utils  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

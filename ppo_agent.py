@@ -30,6 +30,7 @@ import dataclasses
 import io
 import logging
 import math
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -37,14 +38,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import gymnasium as gym
-import keras
-import numpy as np
-import orjson
-import tensorflow as tf
+# Pin the Keras backend before Keras is imported (STYLE habit 12), and keep TensorFlow's
+# C++ INFO/WARNING logs out of the CLI output (errors still show).
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ppo_network import NetworkConfig, build_actor_critic
-from utils import RunningMeanStd, atomic_write_bytes, atomic_write_json
+import gymnasium as gym  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import orjson  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from ppo_network import NetworkConfig, build_actor_critic  # noqa: E402
+from utils import RunningMeanStd, atomic_write_bytes, atomic_write_json  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

@@ -40,13 +40,19 @@ so no Jacobian correction is needed; the mean may sit outside the bounds.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
-import gymnasium as gym
-import keras
-import numpy as np
-from keras import layers
+# Pin the Keras backend before Keras is imported (STYLE habit 12), and keep TensorFlow's
+# C++ INFO/WARNING logs out of the CLI output (errors still show).
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import gymnasium as gym  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import layers  # noqa: E402
 
 NETWORK_KINDS = ("auto", "mlp", "conv_lstm")
 MARKET_KEYS = ("book", "features", "agent")
