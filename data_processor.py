@@ -55,7 +55,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 import warnings
 import zipfile
 from collections import Counter
@@ -68,7 +67,7 @@ from typing import Any, BinaryIO, Literal
 import numpy as np
 import orjson
 
-from utils import atomic_write_bytes, atomic_write_json
+from utils import atomic_open, atomic_write_bytes, atomic_write_json
 
 __all__ = [
     "DEFAULT_SYMBOL",
@@ -1614,20 +1613,9 @@ def _plain_copy(src: Path, cache_dir: Path, fp: dict) -> Path:
     dst = cache_dir / f"{src.name}.{key}.plain"
     if dst.is_file():
         return dst
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    # Streamed, so utils.atomic_write_bytes (whole content in memory) does not fit here.
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=cache_dir)
-    try:
-        with os.fdopen(fd, "wb") as out, _open_binary(src) as fh:
-            while chunk := fh.read(1 << 22):
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(dst) as out, _open_binary(src) as fh:  # streamed, never whole in memory
+        while chunk := fh.read(1 << 22):
+            out.write(chunk)
     return dst
 
 
