@@ -13,7 +13,7 @@ Public names (``train.py`` reuses them for its final evaluation):
 - ``episode_start_times``: the seeded episode start times shared by every policy.
 - ``run_episode``: one episode of one policy, its metrics and (optionally) its trace.
 - ``evaluate_policies``: every policy on the same start times → ``episodes`` DataFrame.
-- ``summarise``: one row per policy (formulas in docs/workflow.md).
+- ``summarise``: one row per policy (formulas in the README section "Research workflow").
 - ``run_evaluation``: all of the above, writing the output folder.
 - ``main``: the CLI (``python evaluate.py --help``).
 
@@ -78,7 +78,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "taker_volume_mean", "fees_mean", "inventory_mean", "inventory_abs_mean",
     "inventory_max_abs", "liquidation_cost_mean", "annualisation",
 )
-"""Columns of ``evaluation_summary.csv``, in order (documented in docs/workflow.md)."""
+"""Columns of ``evaluation_summary.csv``, in order (documented in the README section "Research workflow")."""
 
 
 # --------------------------------------------------------------------------- policies
@@ -390,7 +390,7 @@ def summarise(
     decision_interval_ms: float,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """One row per policy with the metrics of ``SUMMARY_COLUMNS`` (formulas in docs/workflow.md).
+    """One row per policy with the metrics of ``SUMMARY_COLUMNS`` (formulas in the README section "Research workflow").
 
     Annualisation: per-episode ratios use ``365·86400 / episode_length_s`` periods a year,
     per-step ratios ``365·86400·1000 / decision_interval_ms``. Markouts and the
@@ -465,7 +465,7 @@ def format_table(summary: pd.DataFrame) -> str:
     Sharpe and Sortino are shown *per episode* (not annualised): an annualised ratio of
     5-minute episodes multiplies by ``sqrt(105120)`` ~ 324 and mostly shows that factor; the
     annualised figures stay in ``evaluation_summary.csv`` (``*_ann``, formulas in
-    docs/workflow.md).
+    the README section "Research workflow").
     """
     cols = ["policy", "pnl_mean", "pnl_std", "pnl_ci95_low", "pnl_ci95_high",
             "sharpe_episode", "sortino_episode", "max_drawdown_max", "fill_ratio",

@@ -16,7 +16,7 @@ Public names:
   the meaning of every action index and observation column.
 
 The fill rules, the latency model and the markout definitions are written out as explicit
-conditions in the ``MarketMakingEnv`` docstring and in ``docs/env.md``.
+conditions in the ``MarketMakingEnv`` docstring and in the README section "The market simulator".
 """
 
 from __future__ import annotations
@@ -793,7 +793,7 @@ class MarketMakingEnv(gym.Env):
 
     ``MarketMakingEnv(config=None, **overrides)``: every ``EnvConfig`` field can be passed
     by name (``gymnasium.make("MarketMaking-v0", data_path=..., fill_model="bbo_cross")``);
-    see ``EnvConfig`` (and ``docs/env.md``) for the table of defaults.
+    see ``EnvConfig`` (and the README section "The market simulator") for the table of defaults.
 
     ## Version History
 

@@ -471,7 +471,7 @@ class PPOAgent:
         self._train_fn = tf.function(self._train_step, jit_compile=jit)
         # The epoch loop itself is a plain graph while-loop calling the (XLA-compiled when
         # jit_compile) minibatch step: XLA-compiling the whole loop made the Conv1D+LSTM
-        # update 4.5x slower on CPU (110 vs 24 ms per minibatch of 256, docs/ppo.md).
+        # update 4.5x slower on CPU (110 vs 24 ms per minibatch of 256, the README section "PPO agent").
         self._epoch_fn = tf.function(self._train_epoch)
         self._ep_returns: deque[float] = deque(maxlen=100)
         self._ep_lengths: deque[int] = deque(maxlen=100)
@@ -736,7 +736,7 @@ class PPOAgent:
                     if policy is None:
                         # The traced concrete function for this batch shape, called directly:
                         # skips tf.function's per-call signature dispatch (measured 303 -> 170 us
-                        # per CartPole step, docs/ppo.md).
+                        # per CartPole step, the README section "PPO agent").
                         policy = self._policy_fn.get_concrete_function(x, noise)
                     a_t, logp_t, v_t = policy(tf.nest.map_structure(tf.constant, x), tf.constant(noise))
                 actions, log_probs, values = a_t.numpy(), logp_t.numpy(), v_t.numpy()

@@ -3,7 +3,7 @@
 One job: the training CLI. ``python train.py`` with no arguments generates the synthetic
 market once into ``data/``, trains on its first 70 % of time, evaluates on the last 30 %
 during training (selecting ``best_model``) and at the end against the baselines, and writes
-everything into ``results/<run_name>_<timestamp>/`` (files and columns in docs/workflow.md).
+everything into ``results/<run_name>_<timestamp>/`` (files and columns in the README section "Research workflow").
 
 Public names:
 
@@ -54,7 +54,7 @@ LOG_COLUMNS: tuple[str, ...] = (
     "clip_fraction", "explained_variance", "grad_norm", "learning_rate", "steps_per_s",
     "time_env_s", "time_policy_s", "time_update_s", "eval_pnl_mean", "eval_pnl_std",
 )
-"""Columns of ``training_log.csv`` (one row per PPO update; documented in docs/workflow.md)."""
+"""Columns of ``training_log.csv`` (one row per PPO update; documented in the README section "Research workflow")."""
 
 _STAT_OF_COLUMN = {
     "reward": "rollout/ep_return_mean", "ep_len": "rollout/ep_len_mean",
@@ -75,7 +75,7 @@ TRAIN_PPO_DEFAULTS: dict[str, Any] = {
 }
 """``PPOConfig`` fields whose default in ``train.py`` differs from the dataclass (SB3's) default.
 
-Measured reasons (docs/workflow.md): SB3's 2048 x 64 x 10 epochs meant 640 minibatch steps of
+Measured reasons (the README section "Research workflow"): SB3's 2048 x 64 x 10 epochs meant 640 minibatch steps of
 the Conv1D+LSTM per 4096 env steps (updates ~70 % of the run at ~175 steps/s); 128 steps x 8
 envs, minibatches of 256 and 4 epochs are 16 steps per 1024 env steps (~1,000-1,500 steps/s
 on 2 cores). Reward normalisation: the env's reward is in tick x lot units (episode returns

@@ -6,7 +6,7 @@ Public names:
   that a crash or Ctrl-C leaves either the old or the new content, never a half file.
 - ``RunningMeanStd``: parallel-algorithm running mean/variance with a frozen flag and a
   JSON-serialisable state, used by the observation normaliser of the env and the agent.
-- Metrics (assumptions in each docstring and in docs/workflow.md): ``SECONDS_PER_YEAR``,
+- Metrics (assumptions in each docstring and in the README section "Research workflow"): ``SECONDS_PER_YEAR``,
   ``periods_per_year``, ``sharpe_ratio``, ``sortino_ratio``, ``max_drawdown``,
   ``bootstrap_ci``, ``fill_markouts_bps``, ``markout_summary``, ``horizon_label``.
 - Plotting (matplotlib Agg, atomic saves): ``save_figure``, ``plot_training_curves``,
@@ -164,7 +164,7 @@ class RunningMeanStd:
 # Metrics
 # ---------------------------------------------------------------------------------------
 #
-# Conventions shared by every metric below (also in docs/workflow.md):
+# Conventions shared by every metric below (also in the README section "Research workflow"):
 # - Inputs are PnL amounts in quote currency (USDT), not percentage returns: a market maker
 #   starts flat with no fixed capital, so PnL per period is the natural "return". Sharpe and
 #   Sortino of PnL are scale-free ratios, so the unit cancels.
