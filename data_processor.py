@@ -67,6 +67,7 @@ from typing import Any, BinaryIO, Literal
 import numpy as np
 import orjson
 
+import order_book as _order_book
 from utils import atomic_open, atomic_write_bytes, atomic_write_json
 
 __all__ = [
@@ -389,6 +390,11 @@ def _levels(raw: Any, inv: float, cache: dict) -> list[tuple[int, float]]:
     cheaper than several C-level passes on short delta lists (measured by the order-book
     engineer, docs/CONTRACTS.md). The slow ``_diagnose_levels`` only words errors.
     """
+    sp = _order_book.SPEEDUPS
+    if sp is not None:  # the same loop compiled; None: this loop decides (and words any defect)
+        out = sp.levels(raw, inv, cache, _new_price)
+        if out is not None:
+            return out
     if not raw:
         if raw is None or isinstance(raw, list):
             return []
@@ -881,6 +887,8 @@ class _Reader:
         json_error = orjson.JSONDecodeError
         new_price = _new_price
         inf = _INF
+        sp = _order_book.SPEEDUPS
+        conv = sp.levels if sp is not None else None
         delta_cls = DeltaMessage
         check = self.check_crossed
         xb = self.ext_book
@@ -915,30 +923,33 @@ class _Reader:
                             s = data.get("s")
                             if (st.synced and type(ts) is int and ts >= st.last_ts and type(u) is int
                                     and lu is not None and u == lu + 1 and (s == name or s is None)):
-                                # _levels inlined for both sides
                                 pc = st.pcache
-                                get = pc.get
                                 inv = st.inv
-                                bids = []
-                                asks = []
-                                try:
-                                    append = bids.append
-                                    for p, q in data["b"]:
-                                        q = float(q)
-                                        if not 0.0 <= q < inf:  # negative, NaN, inf
-                                            raise _Bad
-                                        p = get(p) or new_price(p, inv, pc)
-                                        append((p, q))
-                                    append = asks.append
-                                    for p, q in data["a"]:
-                                        q = float(q)
-                                        if not 0.0 <= q < inf:
-                                            raise _Bad
-                                        p = get(p) or new_price(p, inv, pc)
-                                        append((p, q))
-                                except (_Bad, KeyError, TypeError, ValueError, OverflowError):
-                                    pass  # the general path words it
-                                else:
+                                # _levels for both sides: compiled, or inlined here
+                                bids = conv(data.get("b"), inv, pc, new_price) if conv is not None else None
+                                asks = conv(data.get("a"), inv, pc, new_price) if bids is not None else None
+                                if asks is None:
+                                    get = pc.get
+                                    bids = []
+                                    asks = []
+                                    try:
+                                        append = bids.append
+                                        for p, q in data["b"]:
+                                            q = float(q)
+                                            if not 0.0 <= q < inf:  # negative, NaN, inf
+                                                raise _Bad
+                                            p = get(p) or new_price(p, inv, pc)
+                                            append((p, q))
+                                        append = asks.append
+                                        for p, q in data["a"]:
+                                            q = float(q)
+                                            if not 0.0 <= q < inf:
+                                                raise _Bad
+                                            p = get(p) or new_price(p, inv, pc)
+                                            append((p, q))
+                                    except (_Bad, KeyError, TypeError, ValueError, OverflowError):
+                                        bids = None  # the general path words it
+                                if bids is not None:
                                     msg = delta_cls(ts, symbol, bids, asks, u, st.tick, None, data.get("seq"))
                                     n_lines += 1
                                     if xb is not None:

@@ -14,6 +14,7 @@ Public names:
   ``best_ask_price()``, ``mid_price()``, ``microprice_price()``, ``spread_price()``,
   ``price_of(ticks)``. State: ``check_invariants()``, ``copy()``, ``state()`` /
   ``OrderBook.from_state(state)`` (plain numpy arrays, for checkpoints).
+- ``SPEEDUPS``: the compiled per-level loops in use (``_speedups``), or ``None``.
 - ``BID`` / ``ASK``: the side constants ``+1`` / ``-1`` used by ``size_at``.
 
 Layout. ``bids`` and ``asks`` are ``sortedcontainers.SortedDict`` objects mapping
@@ -29,12 +30,14 @@ for its ``Replay`` checkpoints); any object whose class has one of those names a
 ``ts``/``bids``/``asks``/``update_id`` attributes works.
 
 Hot path. ``apply`` on a delta is the cost that matters for replay throughput. Per level it
-does one C-level ``dict`` membership test and one C-level ``dict`` store for a level that
-already exists (most updates); only new or removed prices touch the sorted key list
-(``O(log n)``). It bypasses ``SortedDict.__setitem__``/``__delitem__`` (two Python calls per
-level) by calling ``dict.__setitem__``/``dict.pop`` on the ``SortedDict`` (a ``dict``
-subclass) and the sorted list's ``add``/``remove`` directly, which is exactly what those
-methods do internally (sortedcontainers 2.4 ``sorteddict.py``).
+does one dict store for a level that already exists (most updates); only new or removed
+prices touch the sorted key list (``O(log n)``). It bypasses ``SortedDict.__setitem__`` /
+``__delitem__`` (two Python calls per level) and works on the ``SortedDict`` (a ``dict``
+subclass) and its sorted key list directly, which is exactly what those methods do
+internally (sortedcontainers 2.4 ``sorteddict.py``). The loop runs compiled
+(``_speedups.apply_delta``, see ``SPEEDUPS``) when the optional C accelerator is built, and as
+the pure-Python ``_apply_levels`` otherwise; ``tests/test_speedups.py`` holds the two to the
+same books.
 
 Example:
     >>> from types import SimpleNamespace as NS
@@ -52,10 +55,16 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import warnings
 from bisect import bisect_left, bisect_right, insort
 from decimal import Decimal
+from functools import partial
 from itertools import islice
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -75,6 +84,40 @@ _KIND_BY_NAME = {"SnapshotMessage": _SNAPSHOT, "DeltaMessage": _DELTA, "TradeMes
 _kind_cache: dict[type, int] = {}
 
 
+def _load_speedups() -> ModuleType | None:
+    """The compiled per-level loops (``_speedups.pyx``) when built from this checkout's source.
+
+    ``None`` (pure-Python loops, same results) when ``RLMM_PURE_PYTHON`` is set to anything
+    but ``""``/``0``, when no build is importable (no C compiler at install time), or, with a
+    warning, when the build's ``SOURCE_SHA256`` differs from the digest of the
+    ``_speedups.pyx`` beside this module (a stale build: run ``pip install -e .`` again).
+    """
+    if os.environ.get("RLMM_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        import _speedups
+    except ImportError:
+        return None
+    try:
+        digest = hashlib.sha256(Path(__file__).with_name("_speedups.pyx").read_bytes()).hexdigest()
+    except OSError:
+        digest = None
+    if getattr(_speedups, "SOURCE_SHA256", None) != digest:
+        warnings.warn(
+            f"ignoring the compiled accelerator {_speedups.__file__}: it was built from another "
+            "version of _speedups.pyx; run `pip install -e .` to rebuild it (replay runs the "
+            "pure-Python loops meanwhile)",
+            RuntimeWarning, stacklevel=2,
+        )
+        return None
+    return _speedups
+
+
+SPEEDUPS: ModuleType | None = _load_speedups()
+"""The compiled accelerator in use, or ``None``. ``OrderBook`` objects bind it when created and
+``data_processor`` reads it when a load starts, so tests can set it to ``None``."""
+
+
 
 def _side_ops(side: SortedDict) -> tuple:
     """(side, dict setitem, dict pop, the sorted key list) bound to ``side``.
@@ -90,7 +133,56 @@ def _side_ops(side: SortedDict) -> tuple:
     """
     keys = side._list
     assert all(hasattr(keys, a) for a in ("_lists", "_maxes", "_len", "_load", "_index", "_expand", "_delete"))
+    assert type(keys._lists) is list and type(keys._maxes) is list
     return (side, dict.__setitem__.__get__(side), dict.pop.__get__(side), keys)
+
+
+def _apply_levels(levels: Any, ops: tuple) -> None:
+    """Apply one side of a delta: the pure-Python loop (``_speedups.apply_delta`` in C).
+
+    Per level: size ``0`` removes the price (a no-op when absent); otherwise a resting price
+    gets the new size (one C-level dict store) and a new price is also sorted into the key
+    list. ``SortedList.add``/``remove`` are inlined for the common cases (no positional index
+    built, no sublist split or merge), the rest goes through sortedcontainers' own
+    ``_expand``/``_delete``.
+    """
+    book, setitem, pop, keys = ops
+    for price, size in levels:
+        if size:
+            if price in book:  # the common case: a resting level changes size
+                setitem(price, size)
+                continue
+            # = SortedList.add (sortedcontainers 2.4 sortedlist.py L253-287)
+            lists = keys._lists
+            maxes = keys._maxes
+            if maxes:
+                pos = bisect_right(maxes, price)
+                if pos == len(maxes):
+                    pos -= 1
+                    lists[pos].append(price)
+                    maxes[pos] = price
+                else:
+                    insort(lists[pos], price)
+                if keys._index or len(lists[pos]) > keys._load << 1:
+                    keys._expand(pos)  # split the sublist / keep the index
+            else:
+                lists.append([price])
+                maxes.append(price)
+            keys._len += 1
+            setitem(price, size)
+        elif pop(price, None) is not None:
+            # = SortedList.remove + _delete (L426-500) for a key known present
+            lists = keys._lists
+            maxes = keys._maxes
+            pos = bisect_left(maxes, price)
+            sub = lists[pos]
+            idx = bisect_left(sub, price)
+            if len(sub) > 1 and not keys._index and (len(lists) == 1 or len(sub) > (keys._load >> 1) + 1):
+                del sub[idx]
+                maxes[pos] = sub[-1]
+                keys._len -= 1
+            else:
+                keys._delete(pos, idx)  # merge small sublists / keep the index
 
 
 def _kind_of(cls: type) -> int:
@@ -133,7 +225,7 @@ class OrderBook:
 
     __slots__ = (
         "asks", "bids", "n_applied", "symbol", "tick_size", "ts", "update_id",
-        "_ask_ops", "_bid_ops", "_decimals",
+        "_ask_ops", "_bid_ops", "_decimals", "_fast_delta",
     )
 
     def __init__(self, symbol: str = "", tick_size: float = 1.0) -> None:
@@ -148,12 +240,17 @@ class OrderBook:
         # objects (check_invariants verifies they still belong to them).
         self._bid_ops = _side_ops(self.bids)
         self._ask_ops = _side_ops(self.asks)
+        # the compiled delta loop bound to the two sides, or None (pure Python)
+        self._fast_delta = (
+            partial(SPEEDUPS.apply_delta, SPEEDUPS.Side(self.bids), SPEEDUPS.Side(self.asks))
+            if SPEEDUPS is not None else None
+        )
         self.ts: int | None = None
         self.update_id: int | None = None
         self.n_applied = 0
 
     # ------------------------------------------------------------------ updates
-    def apply(self, msg: Any) -> None:  # noqa: C901 - the two sides written out on purpose (hot path)
+    def apply(self, msg: Any) -> None:
         """Apply one message: a snapshot replaces the book, a delta updates it, a trade is ignored.
 
         Delta levels are applied in order; size ``0`` removes the level (removing an absent
@@ -174,89 +271,16 @@ class OrderBook:
         cls = type(msg)
         kind = _kind_cache.get(cls) or _kind_of(cls)
         if kind == _DELTA:
-            # Hot path; see the module docstring. Pre-bound C-level dict methods for the sizes;
-            # SortedList.add/remove inlined for the sorted keys (the common cases only, the
-            # rest goes through sortedcontainers' own _expand/_delete). The two sides are
-            # written out (no loop over the sides): on deltas of ~10 levels the fixed cost
-            # per call weighs as much as the levels.
-            levels = msg.bids
-            if levels:
-                book, setitem, pop, keys = self._bid_ops
-                for price, size in levels:
-                    if size:
-                        if price in book:  # the common case: a resting level changes size
-                            setitem(price, size)
-                            continue
-                        # = SortedList.add (sortedcontainers 2.4 sortedlist.py L253-287)
-                        lists = keys._lists
-                        maxes = keys._maxes
-                        if maxes:
-                            pos = bisect_right(maxes, price)
-                            if pos == len(maxes):
-                                pos -= 1
-                                lists[pos].append(price)
-                                maxes[pos] = price
-                            else:
-                                insort(lists[pos], price)
-                            if keys._index or len(lists[pos]) > keys._load << 1:
-                                keys._expand(pos)  # split the sublist / keep the index
-                        else:
-                            lists.append([price])
-                            maxes.append(price)
-                        keys._len += 1
-                        setitem(price, size)
-                    elif pop(price, None) is not None:
-                        # = SortedList.remove + _delete (L426-500) for a key known present
-                        lists = keys._lists
-                        maxes = keys._maxes
-                        pos = bisect_left(maxes, price)
-                        sub = lists[pos]
-                        idx = bisect_left(sub, price)
-                        if len(sub) > 1 and not keys._index and (len(lists) == 1 or len(sub) > (keys._load >> 1) + 1):
-                            del sub[idx]
-                            maxes[pos] = sub[-1]
-                            keys._len -= 1
-                        else:
-                            keys._delete(pos, idx)  # merge small sublists / keep the index
-            levels = msg.asks
-            if levels:
-                book, setitem, pop, keys = self._ask_ops
-                for price, size in levels:
-                    if size:
-                        if price in book:  # the common case: a resting level changes size
-                            setitem(price, size)
-                            continue
-                        # = SortedList.add (sortedcontainers 2.4 sortedlist.py L253-287)
-                        lists = keys._lists
-                        maxes = keys._maxes
-                        if maxes:
-                            pos = bisect_right(maxes, price)
-                            if pos == len(maxes):
-                                pos -= 1
-                                lists[pos].append(price)
-                                maxes[pos] = price
-                            else:
-                                insort(lists[pos], price)
-                            if keys._index or len(lists[pos]) > keys._load << 1:
-                                keys._expand(pos)  # split the sublist / keep the index
-                        else:
-                            lists.append([price])
-                            maxes.append(price)
-                        keys._len += 1
-                        setitem(price, size)
-                    elif pop(price, None) is not None:
-                        # = SortedList.remove + _delete (L426-500) for a key known present
-                        lists = keys._lists
-                        maxes = keys._maxes
-                        pos = bisect_left(maxes, price)
-                        sub = lists[pos]
-                        idx = bisect_left(sub, price)
-                        if len(sub) > 1 and not keys._index and (len(lists) == 1 or len(sub) > (keys._load >> 1) + 1):
-                            del sub[idx]
-                            maxes[pos] = sub[-1]
-                            keys._len -= 1
-                        else:
-                            keys._delete(pos, idx)  # merge small sublists / keep the index
+            # Hot path (module docstring): the compiled loop when built, which takes lists of
+            # (price, size) tuples (the loader's) and declines anything else untouched.
+            bids = msg.bids
+            asks = msg.asks
+            fast = self._fast_delta
+            if fast is None or not fast(bids, asks):
+                if bids:
+                    _apply_levels(bids, self._bid_ops)
+                if asks:
+                    _apply_levels(asks, self._ask_ops)
         elif kind == _SNAPSHOT:
             # dict() first: a repeated price keeps its last size, as if applied in order.
             self.bids.clear()
