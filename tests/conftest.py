@@ -20,3 +20,22 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real recordings not found at {SHARED_DATA} (only present beside the project's own checkout/CI)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module", params=["compiled", "python"])
+def both_loops(request):
+    """Run a test module twice: with the compiled per-level loops and with the pure-Python ones.
+
+    ``order_book.SPEEDUPS`` is what ``OrderBook`` binds when created and what
+    ``data_processor`` reads when a load starts; ``None`` selects the pure-Python loops.
+    """
+    import order_book
+
+    saved = order_book.SPEEDUPS
+    if request.param == "compiled" and saved is None:
+        pytest.skip("the C accelerator _speedups is not built in this checkout "
+                    "(pip install -e . with a C compiler); the pure-Python run covers the module")
+    if request.param == "python":
+        order_book.SPEEDUPS = None
+    yield request.param
+    order_book.SPEEDUPS = saved

@@ -29,6 +29,9 @@ from data_processor import (
 )
 from order_book import OrderBook
 
+# every test here runs with the compiled per-level loops and with the pure-Python ones
+pytestmark = pytest.mark.usefixtures("both_loops")
+
 REPO = Path(__file__).resolve().parent.parent
 BYBIT_XRP = "bybit/2024-12-01_XRPUSDT_ob500.data"
 BYBIT_LINEAR = "bybit/cryptofeed_v3_BYBIT_linear_ob200_publicTrade.jsonl"

@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 
 from order_book import ASK, BID, OrderBook
 
+# every test here runs with the compiled per-level loops and with the pure-Python ones
+pytestmark = pytest.mark.usefixtures("both_loops")
+
 # Local stand-ins with the contract's class names and fields (OrderBook duck-types on the class
 # name), so these tests do not depend on data_processor. test_real_classes uses the real ones.
 

@@ -24,6 +24,9 @@ import pytest
 
 from order_book import OrderBook
 
+# every test here runs with the compiled per-level loops and with the pure-Python ones
+pytestmark = pytest.mark.usefixtures("both_loops")
+
 zstandard = pytest.importorskip("zstandard")
 
 BYBIT_FILES = [
