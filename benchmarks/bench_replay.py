@@ -26,6 +26,9 @@ Printed per input:
 - ``straightforward`` (Bybit-format inputs): the reference design the issue measured before this
   project, in the same run: ``orjson.loads`` + ``round(float(price) / tick)`` per level + a
   ``SortedDict`` book updated with ``book[p] = s`` / ``book.pop(p)``, no validation.
+- ``pure-py``: ``replay`` again with the pure-Python per-level loops (``order_book.SPEEDUPS =
+  None``), when the compiled accelerator ``_speedups`` is built (the first line printed says
+  which loops ``replay`` used): what a checkout without a C compiler gets.
 
 Then, on the synthetic file and the Binance file: the cost of building the ``Replay``
 checkpoints (cold, no cache), of opening it again (warm cache) and of ``Replay.start_at`` at
@@ -67,6 +70,7 @@ import orjson  # noqa: E402
 from sortedcontainers import SortedDict  # noqa: E402
 
 import data_processor as dp  # noqa: E402
+import order_book  # noqa: E402
 import synthetic_market  # noqa: E402
 from order_book import OrderBook  # noqa: E402
 from utils import atomic_write_bytes, atomic_write_json  # noqa: E402
@@ -156,6 +160,16 @@ def replay_one_book(jobs: Jobs) -> None:
     for path, symbol in jobs:
         for _msg, _book in dp.replay(path, symbol=symbol):
             pass
+
+
+def replay_pure_python(jobs: Jobs) -> None:
+    """``replay_one_book`` with the pure-Python per-level loops (``order_book.SPEEDUPS = None``)."""
+    saved = order_book.SPEEDUPS
+    order_book.SPEEDUPS = None
+    try:
+        replay_one_book(jobs)
+    finally:
+        order_book.SPEEDUPS = saved
 
 
 def replay(jobs: Jobs, check_crossed: bool = True) -> None:
@@ -266,6 +280,8 @@ def bench_throughput(name: str, jobs: Jobs, repeat: int, bybit: bool) -> dict:
         "book": lambda: book_only(messages),
         "ref_book": lambda: reference_book_only(messages),
     }
+    if order_book.SPEEDUPS is not None:
+        fns["pure"] = lambda: replay_pure_python(jobs)
     if bybit:
         ticks = {m.symbol: m.tick_size for m in messages}
         fns["ref"] = lambda: straightforward(lines, ticks)
@@ -290,6 +306,9 @@ def bench_throughput(name: str, jobs: Jobs, repeat: int, bybit: bool) -> dict:
         "book_share_of_replay": t_book / t_replay,
         "reference_book_only_msgs_per_s": n_book / t_ref_book,
     }
+    if "pure" in t:
+        row["pure_python_replay_lines_per_s"] = n_lines / t["pure"]
+        row["ratio_pure_python_replay_to_floor"] = t_floor / t["pure"]
     if bybit:
         row["straightforward_lines_per_s"] = n_lines / t["ref"]
         row["ratio_straightforward_to_floor"] = t_floor / t["ref"]
@@ -389,7 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     print(f"python {sys.version.split()[0]}, orjson {orjson.__version__}; throughput clock: "
-          f"{'process CPU time' if args.clock == 'cpu' else 'wall time'}, best of {args.repeat}")
+          f"{'process CPU time' if args.clock == 'cpu' else 'wall time'}, best of {args.repeat}; per-level loops: "
+          + (f"compiled ({order_book.SPEEDUPS.__file__})" if order_book.SPEEDUPS is not None
+             else "pure Python (no _speedups build, or RLMM_PURE_PYTHON set)"))
     synth = synthetic_file(args.hours, args.seed)
     inputs: list[tuple[str, Jobs, bool]] = []
     real = args.only == "all"
@@ -400,27 +421,30 @@ def main(argv: list[str] | None = None) -> int:
     if real and BINANCE_BTC.is_file():
         inputs.append(("binance btcusdt 0808 (real)", [(BINANCE_BTC, None)], False))
     inputs.append((f"synthetic ETHUSDT {args.hours:g}h", [(synth, None)], True))
-    results: dict = {"argv": sys.argv[1:], "clock": args.clock, "throughput": [], "checkpoints": [], "rss": []}
+    results: dict = {"argv": sys.argv[1:], "clock": args.clock, "compiled_loops": order_book.SPEEDUPS is not None,
+                     "throughput": [], "checkpoints": [], "rss": []}
 
     print("\nStreaming replay (data_processor.replay / load_messages + OrderBook.apply) vs bare orjson.loads, same lines"
           " (a file with k symbols is replayed k times, once per symbol, as load_messages requires):")
     header = (f"{'input':34} {'lines':>7} {'floor l/s':>10} {'replay l/s':>10} {'ratio':>6} "
               f"{'2-book':>6} {'no-chk':>6} {'book msg/s':>10} {'levels/s':>10} {'loader l/s':>10} "
-              f"{'book-only msg/s':>15} {'ref book msg/s':>14} {'straightfwd':>11}")
+              f"{'book-only msg/s':>15} {'ref book msg/s':>14} {'straightfwd':>11} {'pure-py':>7}")
     print(header)
     for name, jobs, bybit in inputs:
         r = bench_throughput(name, jobs, args.repeat, bybit)
         results["throughput"].append(r)
         ref = f"{r['ratio_straightforward_to_floor']:.1%}" if "ratio_straightforward_to_floor" in r else "-"
+        pure = f"{r['ratio_pure_python_replay_to_floor']:.1%}" if "ratio_pure_python_replay_to_floor" in r else "-"
         print(f"{r['input']:34} {r['lines']:>7,} {r['floor_lines_per_s']:>10,.0f} "
               f"{r['replay_lines_per_s']:>10,.0f} {r['ratio_replay_to_floor']:>6.1%} "
               f"{r['ratio_load_apply_to_floor']:>6.1%} {r['ratio_replay_no_cross_check_to_floor']:>6.1%} {r['replay_book_msgs_per_s']:>10,.0f} "
               f"{r['replay_levels_per_s']:>10,.0f} {r['loader_only_lines_per_s']:>10,.0f} "
-              f"{r['book_only_msgs_per_s']:>15,.0f} {r['reference_book_only_msgs_per_s']:>14,.0f} {ref:>11}")
+              f"{r['book_only_msgs_per_s']:>15,.0f} {r['reference_book_only_msgs_per_s']:>14,.0f} {ref:>11} {pure:>7}")
     print("  replay = data_processor.replay (validating, one OrderBook); ratio = replay / floor;"
           " 2-book = load_messages + a separate OrderBook.apply; no-chk = the same with"
           " check_crossed=False, the mode Replay iterates in after its validating pass; ref book = the reference design's"
-          " SortedDict book over the same messages; straightfwd = the reference design / floor")
+          " SortedDict book over the same messages; straightfwd = the reference design / floor; pure-py = replay with"
+          " the pure-Python per-level loops (order_book.SPEEDUPS = None) / floor, when the compiled ones are built")
 
     print(f"\nReplay checkpoints ({args.starts} start_at calls at seeded random times):")
     print(f"{'input':30} {'ckpts':>6} {'build s':>8} {'open s':>7} {'start_at mean ms':>17} {'median':>7} {'max':>7}")
