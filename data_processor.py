@@ -384,11 +384,13 @@ def price_to_ticks(price: str | float, tick_size: float) -> int:
 def _levels(raw: Any, inv: float, cache: dict) -> list[tuple[int, float]]:
     """Fast path: ``[[price, size], ...]`` → ``[(ticks, size), ...]``; ``_Bad`` on any defect.
 
-    Prices repeat (a book lives near the mid), so each distinct price text is converted and
-    checked (finite, positive, on the tick grid) once and then looked up in ``cache``; every
-    size must be finite and >= 0 (the chained comparison also refuses NaN). One plain loop:
-    cheaper than several C-level passes on short delta lists (measured by the order-book
-    engineer, docs/CONTRACTS.md). The slow ``_diagnose_levels`` only words errors.
+    The compiled ``_speedups.levels`` runs first when built; it returns ``None`` for anything
+    it does not handle exactly like this loop, which then decides. Prices repeat (a book lives
+    near the mid), so each distinct price text is converted and checked (finite, positive, on
+    the tick grid) once and then looked up in ``cache``; every size must be finite and >= 0
+    (the chained comparison also refuses NaN). One plain loop: cheaper than several C-level
+    passes on short delta lists (docs/CONTRACTS.md). The slow ``_diagnose_levels`` only words
+    errors.
     """
     sp = _order_book.SPEEDUPS
     if sp is not None:  # the same loop compiled; None: this loop decides (and words any defect)
