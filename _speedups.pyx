@@ -45,6 +45,7 @@ SOURCE_SHA256 = RLMM_SOURCE_SHA256.decode("ascii")
 
 
 cdef extern from "Python.h":
+    bint PyUnicode_IS_ASCII(object)
     const char* PyUnicode_AsUTF8AndSize(object, Py_ssize_t*) except NULL
 
 cdef double _POW10_F[16]
@@ -70,7 +71,7 @@ cdef inline bint _decimal(object text, long long* mantissa, int* decimals):
     (David Gay's correctly rounded ``strtod``) returns (Clinger's fast path). False for any
     other text: the caller then calls ``float`` itself.
     """
-    if type(text) is not str:
+    if type(text) is not str or not PyUnicode_IS_ASCII(text):  # other digits etc.: float()
         return False
     cdef Py_ssize_t n, i
     cdef const char* c = PyUnicode_AsUTF8AndSize(text, &n)

@@ -11,6 +11,7 @@ it — as ``pytest --doctest-modules *.py`` does — builds nothing and needs no
 """
 
 import hashlib
+import sys
 from pathlib import Path
 
 SOURCE = Path(__file__).resolve().with_name("_speedups.pyx")
@@ -25,8 +26,32 @@ def main() -> None:
     """Cythonize and build ``_speedups`` (optional: a failed C compile is not an error)."""
     from Cython.Build import cythonize
     from setuptools import Extension, setup
+    from setuptools.command.build_ext import build_ext
+    from setuptools.errors import CCompilerError, CompileError, ExecError, LinkError, PlatformError
+
+    class OptionalBuildExt(build_ext):
+        """``build_ext`` that turns a failed compile or link into a warning.
+
+        setuptools' own ``Extension(optional=True)`` does not cover editable installs (measured:
+        with ``CC=/bin/false`` ``pip install -e .`` failed), so the failure is caught here.
+        """
+
+        def build_extension(self, ext: Extension) -> None:
+            try:
+                super().build_extension(ext)
+            except (CCompilerError, CompileError, ExecError, LinkError, PlatformError, OSError) as e:
+                self.failed.append(ext.name)
+                print(f"WARNING: the optional C accelerator {ext.name} was not built ({e}); "
+                      "replay runs the same loops in pure Python (slower)", file=sys.stderr)
+
+        def build_extensions(self) -> None:
+            self.failed: list[str] = []
+            super().build_extensions()
+            # nothing to copy into the checkout or the wheel for an extension that failed
+            self.extensions = [ext for ext in self.extensions if ext.name not in self.failed]
 
     setup(
+        cmdclass={"build_ext": OptionalBuildExt},
         ext_modules=cythonize(
             [Extension("_speedups", ["_speedups.pyx"], optional=True,
                        define_macros=[("RLMM_SOURCE_SHA256", f'"{source_digest()}"')])],
