@@ -4,7 +4,7 @@
 One job: do, in C, exactly what two pure-Python loops do per price level, so a replay's cost
 per level stops being the interpreter's. The pure-Python loops stay in place and are the
 reference: ``data_processor._levels`` (a level list of the feed -> ``[(ticks, size), ...]``)
-and ``order_book.OrderBook._apply_levels`` (one side of a delta applied to its
+and ``order_book._apply_levels`` (one side of a delta applied to its
 ``SortedDict``). ``tests/test_speedups.py`` checks that both paths give the same messages,
 books and errors.
 
@@ -17,10 +17,12 @@ Public names:
   is not a finite number >= 0, any price not in ``cache`` that ``new_price`` refuses). It
   never raises for bad data: the caller re-runs the Python loop, which words the problem.
 - ``Side(sorted_dict)`` and ``apply_delta(bid_side, ask_side, bids, asks)``: apply both
-  sides of a delta (``OrderBook`` binds the two sides); ``False`` (nothing changed) unless both level lists are lists of two-tuples.
+  sides of a delta (``OrderBook`` binds the two sides); ``False`` (nothing changed) unless
+  both level lists are lists of two-tuples.
 
-The build is optional (``setup.py``: ``optional=True``): without a C compiler ``pip install``
-goes on, and both modules run their Python loops. ``RLMM_PURE_PYTHON=1`` ignores a build.
+The build is optional (``setup.py`` turns a failed compile or link into a warning): without a
+C compiler ``pip install -e .`` goes on, and both modules run their Python loops.
+``RLMM_PURE_PYTHON=1`` ignores a build.
 """
 
 from cpython.dict cimport (
@@ -287,7 +289,7 @@ cdef bint _pairs(object levels):
 
 
 cdef int _apply(list lst, Side side) except -1:
-    """One side, as ``OrderBook._apply_levels``: size 0 removes, else set (new keys sorted in)."""
+    """One side, as ``order_book._apply_levels``: size 0 removes, else set (new keys sorted in)."""
     cdef Py_ssize_t i, r, n, pending = 0
     cdef Py_ssize_t at[2]
     cdef object level, price, size

@@ -118,7 +118,6 @@ SPEEDUPS: ModuleType | None = _load_speedups()
 ``data_processor`` reads it when a load starts, so tests can set it to ``None``."""
 
 
-
 def _side_ops(side: SortedDict) -> tuple:
     """(side, dict setitem, dict pop, the sorted key list) bound to ``side``.
 

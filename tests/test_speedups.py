@@ -40,7 +40,7 @@ class DeltaMessage(SimpleNamespace):
 
 
 def _outcome(fn, *args):
-    """``repr`` of the result (shows types and -0.0), or the exception class."""
+    """``repr`` of the result (shows types and -0.0), or ``"_Bad"`` when the levels are refused."""
     try:
         return repr(fn(*args))
     except dp._Bad:
