@@ -225,6 +225,7 @@ def calibrate_from_file(path: str | os.PathLike | list, symbol: str | None = Non
         An ``IntensityFit`` with depths in ticks.
     """
     import data_processor
+    from messages import BOOK_MESSAGE_TYPES, TradeMessage
     from order_book import OrderBook
 
     book: OrderBook | None = None
@@ -236,12 +237,12 @@ def calibrate_from_file(path: str | os.PathLike | list, symbol: str | None = Non
     tick = None
     for msg in data_processor.load_messages(path, symbol=symbol):
         tick = msg.tick_size
-        if type(msg).__name__ == "TradeMessage":
+        if isinstance(msg, TradeMessage):
             tt.append(msg.ts)
             tp.append(msg.price)
             tsd.append(msg.side)
             continue
-        if type(msg).__name__ not in ("SnapshotMessage", "DeltaMessage"):
+        if not isinstance(msg, BOOK_MESSAGE_TYPES):
             continue
         if book is None:
             book = OrderBook(msg.symbol, msg.tick_size)

@@ -68,6 +68,15 @@ import numpy as np
 import orjson
 
 import order_book as _order_book
+from messages import (
+    BOOK_MESSAGE_TYPES,
+    BookTickerMessage,
+    DataFormatError,
+    DeltaMessage,
+    Message,
+    SnapshotMessage,
+    TradeMessage,
+)
 from utils import atomic_open, atomic_write_bytes, atomic_write_json
 
 __all__ = [
@@ -114,127 +123,11 @@ _CRYPTOFEED_META = frozenset({"header", "http", "connect", "send", "disconnect",
 
 
 # --------------------------------------------------------------------------------------------
-# Errors, messages, report
+# Report (the message types and DataFormatError live in messages.py; re-exported here)
 # --------------------------------------------------------------------------------------------
 
 
-class DataFormatError(ValueError):
-    """Bad input data: names the file, the 1-based line (None if not line-bound) and the reason.
-
-    >>> str(DataFormatError("a.jsonl", 3, "malformed JSON"))
-    'a.jsonl:3: malformed JSON'
-    >>> str(DataFormatError("a.jsonl", None, "empty file"))
-    'a.jsonl: empty file'
-    """
-
-    def __init__(self, path: str | os.PathLike, line: int | None, reason: str) -> None:
-        self.path = str(path)
-        self.line = line
-        self.reason = reason
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        if self.line is None:
-            return f"{self.path}: {self.reason}"
-        return f"{self.path}:{self.line}: {self.reason}"
-
-    def __reduce__(self):  # picklable across pytest-xdist / multiprocessing workers
-        return (DataFormatError, (self.path, self.line, self.reason))
-
-
-@dataclass(slots=True)
-class SnapshotMessage:
-    """A full book: replaces both sides of the symbol's book."""
-
-    ts: int
-    """Exchange time, ms."""
-    symbol: str
-    """Instrument, qualified by connection for multi-venue captures (e.g. ``linear:BTCUSDT``)."""
-    bids: list[tuple[int, float]]
-    """(price in integer ticks, size), in the file's order."""
-    asks: list[tuple[int, float]]
-    """(price in integer ticks, size), in the file's order."""
-    update_id: int | None
-    """Bybit ``u`` / Binance ``lastUpdateId``; None where the feed has none."""
-    tick_size: float
-    """Price = ticks * tick_size (decided once per symbol at the loader)."""
-    local_ts: int | None = None
-    """Recorder receive time, ns, where the file has it."""
-    seq: int | None = None
-    """Bybit cross-sequence ``seq`` where present."""
-
-
-@dataclass(slots=True)
-class DeltaMessage:
-    """One exchange diff: sets the size of each listed level; size 0.0 removes the level."""
-
-    ts: int
-    """Exchange time, ms."""
-    symbol: str
-    """Instrument (see ``SnapshotMessage.symbol``)."""
-    bids: list[tuple[int, float]]
-    """(price in integer ticks, new size)."""
-    asks: list[tuple[int, float]]
-    """(price in integer ticks, new size)."""
-    update_id: int | None
-    """Bybit ``u`` / Binance final update id ``u``; None where the feed has none."""
-    tick_size: float
-    """Price = ticks * tick_size."""
-    local_ts: int | None = None
-    """Recorder receive time, ns, where the file has it."""
-    seq: int | None = None
-    """Bybit ``seq`` where present; Binance first update id ``U``."""
-
-
-@dataclass(slots=True)
-class TradeMessage:
-    """One public trade."""
-
-    ts: int
-    """Exchange trade time, ms (Bybit ``T``, Binance ``T``)."""
-    symbol: str
-    """Instrument (see ``SnapshotMessage.symbol``)."""
-    price: int
-    """Trade price in integer ticks."""
-    size: float
-    """Traded quantity."""
-    side: int
-    """+1 buyer-initiated (the aggressor bought), -1 seller-initiated."""
-    tick_size: float
-    """Price = ticks * tick_size."""
-    trade_id: str | None = None
-    """Exchange trade id as text."""
-    local_ts: int | None = None
-    """Recorder receive time, ns, where the file has it."""
-
-
-@dataclass(slots=True)
-class BookTickerMessage:
-    """Binance ``bookTicker``: the exchange's own best bid/offer (only with ``include_bbo=True``)."""
-
-    ts: int
-    """Exchange transaction time ``T``, ms."""
-    symbol: str
-    """Instrument."""
-    update_id: int
-    """The book update id ``u`` this BBO belongs to (comparable with ``DeltaMessage.update_id``)."""
-    bid_price: int
-    """Best bid, integer ticks."""
-    bid_size: float
-    """Best bid size."""
-    ask_price: int
-    """Best ask, integer ticks."""
-    ask_size: float
-    """Best ask size."""
-    tick_size: float
-    """Price = ticks * tick_size."""
-    local_ts: int | None = None
-    """Recorder receive time, ns."""
-
-
-Message = SnapshotMessage | DeltaMessage | TradeMessage | BookTickerMessage
-
-_BOOK_TYPES = (SnapshotMessage, DeltaMessage)
+_BOOK_TYPES = BOOK_MESSAGE_TYPES
 
 
 @dataclass

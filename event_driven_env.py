@@ -39,6 +39,7 @@ from gymnasium import spaces
 
 from data_processor import Replay, load_messages
 from market_features import FEATURE_NAMES, N_FEATURES, FeatureConfig, MarketFeatures
+from messages import KIND_OF_CLASS, TRADE, message_kind
 from utils import RunningMeanStd, atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -79,17 +80,7 @@ AGENT_FEATURE_NAMES: tuple[str, ...] = (
 )
 """Columns of the ``agent`` observation."""
 
-_MSG_SNAPSHOT, _MSG_DELTA, _MSG_TRADE = 1, 2, 3
-_MSG_KIND_BY_NAME = {"SnapshotMessage": _MSG_SNAPSHOT, "DeltaMessage": _MSG_DELTA, "TradeMessage": _MSG_TRADE}
-_msg_kind_cache: dict[type, int] = {}
-
-
-def _msg_kind(cls: type) -> int:
-    kind = _MSG_KIND_BY_NAME.get(cls.__name__)
-    if kind is None:
-        raise TypeError(f"not a market message: {cls.__name__} (expected one of {sorted(_MSG_KIND_BY_NAME)})")
-    _msg_kind_cache[cls] = kind
-    return kind
+_MSG_TRADE = TRADE
 
 
 def horizon_label(ms: float) -> str:
@@ -859,7 +850,7 @@ class MarketMakingEnv(gym.Env):
         trade_sizes: list[float] = []
         level_sizes: list[float] = []
         for msg in islice(messages, n):
-            kind = _msg_kind_cache.get(type(msg)) or _msg_kind(type(msg))
+            kind = KIND_OF_CLASS.get(type(msg)) or message_kind(msg)
             if kind == _MSG_TRADE:
                 trade_sizes.append(msg.size)
             elif len(level_sizes) < 5000:
@@ -1063,7 +1054,7 @@ class MarketMakingEnv(gym.Env):
     def _advance(self, target: float, max_book: int | None = None) -> int:
         """Replay every message with ``ts <= target`` (or up to ``max_book`` book messages)."""
         it, ex, feats, mk, book = self._it, self._ex, self._feats, self._mk, self._book
-        cache = _msg_kind_cache
+        cache = KIND_OF_CLASS
         msg = self._pending
         n_book = 0
         last_ts = self._last_ts
@@ -1080,7 +1071,7 @@ class MarketMakingEnv(gym.Env):
                 ex.process_events(ts, book, feats.mid)
             if ts > mk.next_due:
                 mk.resolve(ts, feats.mid)
-            kind = cache.get(type(msg)) or _msg_kind(type(msg))
+            kind = cache.get(type(msg)) or message_kind(msg)
             if kind == _MSG_TRADE:
                 if ex.n_live:
                     ex.on_trade(ts, msg.side, msg.price, msg.size, feats.mid)

@@ -24,10 +24,8 @@ key (``bids.peekitem(-1)``) and the best ask the *first* (``asks.peekitem(0)``).
 sortedcontainers documents for ``peekitem``, reading either end costs ``O(log n)`` in general;
 for index ``0`` and ``-1`` the implementation takes a fast path that is ``O(1)`` in practice.
 
-Messages are duck-typed by class name (``SnapshotMessage``, ``DeltaMessage``,
-``TradeMessage``) so this module does not import ``data_processor`` (which imports this one
-for its ``Replay`` checkpoints); any object whose class has one of those names and the
-``ts``/``bids``/``asks``/``update_id`` attributes works.
+Messages are the classes of ``messages.py`` (the bottom module, which imports nothing of the
+project), dispatched through its class-keyed ``KIND_OF_CLASS`` map; subclasses work too.
 
 Hot path. ``apply`` on a delta is the cost that matters for replay throughput. Per level it
 does one dict store for a level that already exists (most updates); only new or removed
@@ -40,15 +38,14 @@ the pure-Python ``_apply_levels`` otherwise; ``tests/test_speedups.py`` holds th
 same books.
 
 Example:
-    >>> from types import SimpleNamespace as NS
-    >>> class SnapshotMessage(NS): pass
-    >>> class DeltaMessage(NS): pass
+    >>> from messages import DeltaMessage, SnapshotMessage
     >>> book = OrderBook("BTCUSDT", tick_size=0.1)
-    >>> book.apply(SnapshotMessage(ts=1, update_id=1, bids=[(1000, 2.0), (999, 1.0)],
-    ...                            asks=[(1002, 1.5), (1003, 4.0)]))
+    >>> book.apply(SnapshotMessage(ts=1, symbol="BTCUSDT", update_id=1, tick_size=0.1,
+    ...                            bids=[(1000, 2.0), (999, 1.0)], asks=[(1002, 1.5), (1003, 4.0)]))
     >>> book.best_bid(), book.best_ask(), book.spread(), book.mid()
     ((1000, 2.0), (1002, 1.5), 2, 1001.0)
-    >>> book.apply(DeltaMessage(ts=2, update_id=2, bids=[(1000, 0.0), (1001, 3.0)], asks=[]))
+    >>> book.apply(DeltaMessage(ts=2, symbol="BTCUSDT", update_id=2, tick_size=0.1,
+    ...                         bids=[(1000, 0.0), (1001, 3.0)], asks=[]))
     >>> book.best_bid(), book.best_bid_price(), book.mid_price()
     ((1001, 3.0), (100.1, 3.0), 100.15)
 """
@@ -70,18 +67,13 @@ from typing import Any
 import numpy as np
 from sortedcontainers import SortedDict
 
+from messages import ASK, BID, DELTA, KIND_OF_CLASS, SNAPSHOT, TRADE, message_kind
+
 __all__ = ["ASK", "BID", "OrderBook"]
 
 logger = logging.getLogger(__name__)
 
-BID = 1
-"""Side constant of the bid (buy) side, as in ``TradeMessage.side`` and ``size_at``."""
-ASK = -1
-"""Side constant of the ask (sell) side."""
-
-_SNAPSHOT, _DELTA, _TRADE = 1, 2, 3
-_KIND_BY_NAME = {"SnapshotMessage": _SNAPSHOT, "DeltaMessage": _DELTA, "TradeMessage": _TRADE}
-_kind_cache: dict[type, int] = {}
+_SNAPSHOT, _DELTA, _TRADE = SNAPSHOT, DELTA, TRADE
 
 
 def _load_speedups() -> ModuleType | None:
@@ -184,16 +176,13 @@ def _apply_levels(levels: Any, ops: tuple) -> None:
                 keys._delete(pos, idx)  # merge small sublists / keep the index
 
 
-def _kind_of(cls: type) -> int:
-    """Classify a message class by its name (cached); ``TypeError`` for anything else."""
-    kind = _KIND_BY_NAME.get(cls.__name__)
-    if kind is None:
-        raise TypeError(
-            f"OrderBook.apply() takes SnapshotMessage, DeltaMessage or TradeMessage objects, "
-            f"got {cls.__module__}.{cls.__qualname__}"
-        )
-    _kind_cache[cls] = kind
-    return kind
+def _kind_of(msg: Any) -> int:
+    """Kind of a message whose class is not in ``KIND_OF_CLASS`` (a subclass); ``TypeError`` else."""
+    try:
+        return message_kind(msg)
+    except TypeError:
+        raise TypeError(f"OrderBook.apply() takes SnapshotMessage, DeltaMessage or TradeMessage objects, "
+                        f"got {type(msg).__module__}.{type(msg).__qualname__}") from None
 
 
 def _decimals(tick_size: float) -> int:
@@ -261,14 +250,12 @@ class OrderBook:
         ``O(log n)`` per level that is added or removed; a snapshot costs ``O(n log n)``.
 
         Args:
-            msg: a ``SnapshotMessage``, ``DeltaMessage`` or ``TradeMessage`` (duck-typed by
-                class name; see the module docstring).
+            msg: a ``messages.SnapshotMessage``, ``DeltaMessage`` or ``TradeMessage``.
 
         Raises:
             TypeError: ``msg`` is not one of the three message classes.
         """
-        cls = type(msg)
-        kind = _kind_cache.get(cls) or _kind_of(cls)
+        kind = KIND_OF_CLASS.get(type(msg)) or _kind_of(msg)
         if kind == _DELTA:
             # Hot path (module docstring): the compiled loop when built, which takes lists of
             # (price, size) tuples (the loader's) and declines anything else untouched.
@@ -286,8 +273,11 @@ class OrderBook:
             self.bids.update({price: size for price, size in dict(msg.bids).items() if size})
             self.asks.clear()
             self.asks.update({price: size for price, size in dict(msg.asks).items() if size})
-        else:  # trade: the book is L2, trades do not change it
+        elif kind == _TRADE:  # the book is L2, trades do not change it
             return
+        else:
+            raise TypeError(f"OrderBook.apply() takes SnapshotMessage, DeltaMessage or TradeMessage objects, "
+                            f"got {type(msg).__qualname__}")
         self.ts = msg.ts
         self.update_id = msg.update_id
         self.n_applied += 1

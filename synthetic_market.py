@@ -638,6 +638,7 @@ def market_statistics(path: str | os.PathLike, symbol: str | None = None) -> dic
         ``trade_size_median``, ``trade_msgs_per_s``-like counts.
     """
     import data_processor  # the data layer; imported here so generation needs only numpy/orjson
+    from messages import DeltaMessage, TradeMessage
     from order_book import OrderBook
 
     book: OrderBook | None = None
@@ -650,8 +651,7 @@ def market_statistics(path: str | os.PathLike, symbol: str | None = None) -> dic
     trade_ts: set[int] = set()
     t_first = t_last = None
     for msg in data_processor.load_messages(path, symbol=symbol):
-        kind = type(msg).__name__
-        if kind == "TradeMessage":
+        if isinstance(msg, TradeMessage):
             trade_sizes.append(msg.size)
             trade_ts.add(msg.ts)
             continue
@@ -661,7 +661,7 @@ def market_statistics(path: str | os.PathLike, symbol: str | None = None) -> dic
         t_first = msg.ts if t_first is None else t_first
         t_last = msg.ts
         n_book += 1
-        if kind == "DeltaMessage":
+        if isinstance(msg, DeltaMessage):
             n_delta += 1
             changed += len(msg.bids) + len(msg.asks)
         bb, ba = book.best_bid(), book.best_ask()

@@ -3,47 +3,34 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import messages
+import messages as messages_mod
 from order_book import ASK, BID, OrderBook
 
 # every test here runs with the compiled per-level loops and with the pure-Python ones
 pytestmark = pytest.mark.usefixtures("both_loops")
 
-# Local stand-ins with the contract's class names and fields (OrderBook duck-types on the class
-# name), so these tests do not depend on data_processor. test_real_classes uses the real ones.
+# Short constructors of the real message classes (messages.py) with test defaults.
 
 
-@dataclass
-class SnapshotMessage:
-    ts: int
-    bids: list = field(default_factory=list)
-    asks: list = field(default_factory=list)
-    update_id: int | None = None
-    symbol: str = "T"
+def SnapshotMessage(ts, bids=(), asks=(), update_id=None, symbol="T"):  # noqa: N802
+    return messages.SnapshotMessage(ts=ts, symbol=symbol, bids=list(bids), asks=list(asks),
+                                    update_id=update_id, tick_size=1.0)
 
 
-@dataclass
-class DeltaMessage:
-    ts: int
-    bids: list = field(default_factory=list)
-    asks: list = field(default_factory=list)
-    update_id: int | None = None
-    symbol: str = "T"
+def DeltaMessage(ts, bids=(), asks=(), update_id=None, symbol="T"):  # noqa: N802
+    return messages.DeltaMessage(ts=ts, symbol=symbol, bids=list(bids), asks=list(asks),
+                                 update_id=update_id, tick_size=1.0)
 
 
-@dataclass
-class TradeMessage:
-    ts: int
-    price: int = 0
-    size: float = 0.0
-    side: int = 1
-    symbol: str = "T"
+def TradeMessage(ts, price=0, size=0.0, side=1, symbol="T"):  # noqa: N802
+    return messages.TradeMessage(ts=ts, symbol=symbol, price=price, size=size, side=side, tick_size=1.0)
 
 
 def _book(bids, asks, tick_size=1.0):
@@ -230,7 +217,7 @@ def test_book_matches_naive_model(first_bids, first_asks, stream):
         cls = SnapshotMessage if is_snapshot and i % 3 == 0 else DeltaMessage
         messages.append(cls(ts=i, bids=bids, asks=asks, update_id=i))
     for msg in messages:
-        _apply_model(model_bids, model_asks, isinstance(msg, SnapshotMessage), msg.bids, msg.asks)
+        _apply_model(model_bids, model_asks, isinstance(msg, messages_mod.SnapshotMessage), msg.bids, msg.asks)
         book.apply(msg)
         try:
             # Random deltas may cross the book; crossing itself is the loader's error to raise.

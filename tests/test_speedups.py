@@ -14,13 +14,13 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import data_processor as dp
+import messages
 import order_book
 from order_book import OrderBook
 
@@ -31,12 +31,12 @@ needs_build = pytest.mark.skipif(
 )
 
 
-class SnapshotMessage(SimpleNamespace):
-    pass
+def SnapshotMessage(ts, update_id, bids, asks):  # noqa: N802 - short constructor of the real class
+    return messages.SnapshotMessage(ts=ts, symbol="T", bids=bids, asks=asks, update_id=update_id, tick_size=1.0)
 
 
-class DeltaMessage(SimpleNamespace):
-    pass
+def DeltaMessage(ts, update_id, bids, asks):  # noqa: N802
+    return messages.DeltaMessage(ts=ts, symbol="T", bids=bids, asks=asks, update_id=update_id, tick_size=1.0)
 
 
 def _outcome(fn, *args):
@@ -250,6 +250,7 @@ def test_pure_python_switch():
 def test_stale_build_is_ignored_with_a_warning(tmp_path):
     """A build from another version of _speedups.pyx is not used (pip install -e . rebuilds it)."""
     shutil.copy(REPO / "order_book.py", tmp_path)
+    shutil.copy(REPO / "messages.py", tmp_path)
     shutil.copy(SP.__file__, tmp_path)
     (tmp_path / "_speedups.pyx").write_text((REPO / "_speedups.pyx").read_text() + "\n# edited\n")
     out = _import_order_book(tmp_path, {"PYTHONPATH": str(tmp_path)})
