@@ -592,14 +592,24 @@ def add_dataclass_arguments(
     Returns:
         ``{dest: field_name}`` of the flags added.
     """
+    flat_field_paths(cls)  # refuses leaf-name collisions between nested configs up front
+    group = parser.add_argument_group(title or cls.__name__)
+    return _add_fields(parser, group, cls, set(exclude), prefix, defaults, cls.__name__)
+
+
+def _add_fields(parser: argparse.ArgumentParser, group: Any, cls: type, excluded: set[str], prefix: str,
+                defaults: typing.Mapping[str, Any] | None, owner: str) -> dict[str, str]:
+    """The loop of ``add_dataclass_arguments``; nested config dataclasses add their leaves here."""
     docs = field_docstrings(cls)
     hints = typing.get_type_hints(cls)
-    group = parser.add_argument_group(title or cls.__name__)
     existing = {s for a in parser._actions for s in a.option_strings}
     added: dict[str, str] = {}
-    excluded = set(exclude)
     for f in dataclasses.fields(cls):
         if f.name in excluded or not f.init:
+            continue
+        if _nested_type(hints[f.name]) is not None:
+            added.update(_add_fields(parser, group, hints[f.name], excluded, prefix, defaults,
+                                     f"{owner}.{f.name}"))
             continue
         flag = f"--{prefix}{f.name}"
         if flag in existing:
@@ -612,7 +622,7 @@ def add_dataclass_arguments(
         shown = f"default: {_fmt_default(default)}"
         if defaults and f.name in defaults:
             shown = (f"default: {_fmt_default(defaults[f.name])}; "
-                     f"{cls.__name__} default: {_fmt_default(default)}")
+                     f"{owner} default: {_fmt_default(default)}")
         kwargs: dict[str, Any] = {
             "dest": f"{prefix}{f.name}",
             "default": argparse.SUPPRESS,
@@ -627,6 +637,99 @@ def add_dataclass_arguments(
         group.add_argument(flag, **kwargs)
         added[f"{prefix}{f.name}"] = f.name
     return added
+
+
+def _nested_type(tp: Any) -> type | None:
+    """``tp`` when it is a config dataclass type (a nested config), else ``None``."""
+    return tp if isinstance(tp, type) and dataclasses.is_dataclass(tp) else None
+
+
+def flat_field_paths(cls: type) -> dict[str, tuple[str, ...]]:
+    """Leaf field name -> attribute path, through nested config dataclasses.
+
+    A field whose annotation is itself a dataclass is a nested config: its fields are leaves
+    of the outer config, addressed by their own (unique) names on the command line, in
+    ``replace_flat`` and in saved flat configs. Leaf names must be unique across the tree.
+
+    Raises:
+        TypeError: two leaves share a name.
+
+    (Examples in ``tests/test_utils.py``: doctest classes cannot resolve the postponed
+    annotations of this module.)
+    """
+    out: dict[str, tuple[str, ...]] = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        sub = _nested_type(hints[f.name])
+        items = ([(k, (f.name, *v)) for k, v in flat_field_paths(sub).items()] if sub is not None
+                 else [(f.name, (f.name,))])
+        for leaf, path in items:
+            if leaf in out:
+                raise TypeError(f"{cls.__name__}: field name {leaf!r} appears twice "
+                                f"({'.'.join(out[leaf])} and {'.'.join(path)}); leaf names must be unique")
+            out[leaf] = path
+    return out
+
+
+def _leaf_hint(cls: type, path: tuple[str, ...]) -> Any:
+    for name in path[:-1]:
+        cls = typing.get_type_hints(cls)[name]
+    return typing.get_type_hints(cls)[path[-1]]
+
+
+def _build_nested(cls: type, base: Any, values: dict[tuple[str, ...], Any]) -> Any:
+    """``base`` (or ``cls()``) with the leaves at ``values``' paths replaced, nested configs rebuilt."""
+    direct: dict[str, Any] = {}
+    deeper: dict[str, dict[tuple[str, ...], Any]] = {}
+    for path, v in values.items():
+        if len(path) == 1:
+            direct[path[0]] = v
+        else:
+            deeper.setdefault(path[0], {})[path[1:]] = v
+    hints = typing.get_type_hints(cls)
+    for name, sub_values in deeper.items():
+        sub_base = getattr(base, name) if base is not None else None
+        direct[name] = _build_nested(hints[name], sub_base, sub_values)
+    if base is not None:
+        return dataclasses.replace(base, **direct)
+    return cls(**direct)
+
+
+def replace_flat(obj: Any, **changes: Any) -> Any:
+    """``dataclasses.replace`` by leaf name, through nested configs.
+
+    Args:
+        obj: a config dataclass instance.
+        **changes: leaf field names (see ``flat_field_paths``) or top-level nested-config
+            names (replaced whole) and their new values.
+
+    Raises:
+        TypeError: an unknown name (the message lists none of the valid ones, it names the class).
+    """
+    paths = flat_field_paths(type(obj))
+    top = {f.name for f in dataclasses.fields(obj) if f.init}
+    values: dict[tuple[str, ...], Any] = {}
+    for name, v in changes.items():
+        if name in paths:
+            values[paths[name]] = v
+        elif name in top:
+            values[(name,)] = v
+        else:
+            raise TypeError(f"{type(obj).__name__} has no field {name!r}")
+    return _build_nested(type(obj), obj, values)
+
+
+def flat_dict(obj: Any) -> dict[str, Any]:
+    """Leaf name -> value of a config with nested configs (the inverse of ``replace_flat``)."""
+    out: dict[str, Any] = {}
+    for leaf, path in flat_field_paths(type(obj)).items():
+        v = obj
+        for name in path:
+            v = getattr(v, name)
+        out[leaf] = v
+    return out
 
 
 def _field_default(f: dataclasses.Field) -> Any:
@@ -661,15 +764,14 @@ def dataclass_from_args(
         CliError: when the dataclass rejects a value (its ``ValueError``/``TypeError`` message
             is kept).
     """
-    hints = typing.get_type_hints(cls)
-    kwargs: dict[str, Any] = {}
+    paths = flat_field_paths(cls)
+    values: dict[tuple[str, ...], Any] = {}
     for dest, name in mapping.items():
         if hasattr(args, dest):
-            kwargs[name] = _coerce(hints[name], getattr(args, dest))
+            path = paths[name]
+            values[path] = _coerce(_leaf_hint(cls, path), getattr(args, dest))
     try:
-        if base is not None:
-            return dataclasses.replace(base, **kwargs)
-        return cls(**kwargs)
+        return _build_nested(cls, base, values)
     except (ValueError, TypeError) as exc:
         raise CliError(f"invalid {cls.__name__} setting: {exc}") from exc
 
@@ -728,16 +830,32 @@ def dataclass_from_dict(cls: type, data: dict[str, Any], *, source: str = "confi
     Raises:
         CliError: if the dataclass rejects a saved value.
     """
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - names)
+    paths = flat_field_paths(cls)
+    values: dict[tuple[str, ...], Any] = {}
+    unknown: list[str] = []
+    _collect_saved(cls, data, (), paths, values, unknown)
     if unknown:
-        warnings.warn(f"{source}: ignoring unknown {cls.__name__} keys {unknown}", stacklevel=2)
-    kwargs = {k: _coerce(hints[k], v) for k, v in data.items() if k in names}
+        warnings.warn(f"{source}: ignoring unknown {cls.__name__} keys {sorted(unknown)}", stacklevel=2)
     try:
-        return cls(**kwargs)
+        return _build_nested(cls, None, values)
     except (ValueError, TypeError) as exc:
         raise CliError(f"{source}: invalid {cls.__name__}: {exc}") from exc
+
+
+def _collect_saved(cls: type, data: dict[str, Any], at: tuple[str, ...], paths: dict[str, tuple[str, ...]],
+                   values: dict[tuple[str, ...], Any], unknown: list[str]) -> None:
+    """Leaf values of a saved config, nested (``{"exchange": {...}}``) or flat (older runs)."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    for k, v in data.items():
+        if k in names and _nested_type(hints[k]) is not None and isinstance(v, dict):
+            _collect_saved(hints[k], v, (*at, k), paths, values, unknown)
+        elif k in names and _nested_type(hints[k]) is None:
+            values[(*at, k)] = _coerce(hints[k], v)
+        elif not at and k in paths:   # a leaf saved flat by a version before the nesting
+            values[paths[k]] = _coerce(_leaf_hint(cls, paths[k]), v)
+        else:
+            unknown.append(".".join((*at, k)))
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

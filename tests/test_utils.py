@@ -177,3 +177,53 @@ def test_atomic_open_keeps_old_content_on_interrupt_and_sets_normal_permissions(
             raise KeyboardInterrupt
     assert path.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]  # no temp file left
+
+
+# ----------------------------------------------------------------- nested configs
+@dataclasses.dataclass(frozen=True)
+class _Inner:
+    b: int = 1
+    """a leaf of the nested config"""
+    c: tuple[float, float] = (0.0, 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Outer:
+    a: int = 0
+    inner: _Inner = dataclasses.field(default_factory=_Inner)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Clash:
+    b: int = 0
+    inner: _Inner = dataclasses.field(default_factory=_Inner)
+
+
+def test_nested_config_paths_replace_and_flat_dict():
+    assert utils.flat_field_paths(_Outer) == {"a": ("a",), "b": ("inner", "b"), "c": ("inner", "c")}
+    cfg = utils.replace_flat(_Outer(), b=5, a=2)
+    assert cfg == _Outer(a=2, inner=_Inner(b=5))
+    assert utils.flat_dict(cfg) == {"a": 2, "b": 5, "c": (0.0, 1.0)}
+    with pytest.raises(TypeError, match="no field 'zz'"):
+        utils.replace_flat(cfg, zz=1)
+    with pytest.raises(TypeError, match="appears twice"):
+        utils.flat_field_paths(_Clash)
+
+
+def test_nested_config_flags_round_trip_and_legacy_flat_dict():
+    p = argparse.ArgumentParser()
+    m = utils.add_dataclass_arguments(p, _Outer)
+    assert m == {"a": "a", "b": "b", "c": "c"}
+    assert "a leaf of the nested config" in p.format_help()
+    cfg = utils.dataclass_from_args(_Outer, p.parse_args(["--b", "7", "--c", "2", "3"]), m)
+    assert cfg == _Outer(inner=_Inner(b=7, c=(2.0, 3.0)))
+    base = _Outer(a=4, inner=_Inner(b=9))
+    assert utils.dataclass_from_args(_Outer, p.parse_args(["--c", "1", "2"]), m, base) == _Outer(
+        a=4, inner=_Inner(b=9, c=(1.0, 2.0)))
+    d = utils.dataclass_to_dict(cfg)
+    assert d == {"a": 0, "inner": {"b": 7, "c": [2.0, 3.0]}}
+    assert utils.dataclass_from_dict(_Outer, d) == cfg
+    # a config saved flat (before the nesting) still loads
+    assert utils.dataclass_from_dict(_Outer, {"a": 0, "b": 7, "c": [2.0, 3.0]}) == cfg
+    with pytest.warns(UserWarning, match=r"inner\.gone"):
+        assert utils.dataclass_from_dict(_Outer, {"inner": {"b": 7, "c": [2, 3], "gone": 1}}) == cfg
