@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 
+import data_processor as dp
 import synthetic_market as sm
+from messages import TradeMessage
 
 HOURS = 0.01  # 36 s of feed after a 600 s warm-up: ~1 s to generate
 
@@ -234,3 +238,65 @@ def test_compare_statistics_on_synthetic_and_real(synth_file, shared_data):
     assert s["spread_1tick_frac"] > 0.9 and r["spread_1tick_frac"] > 0.9
     table = sm.format_comparison({"synthetic": s, "real": r})
     assert "depth_L1" in table and "trades_per_s" in table
+
+
+# ----------------------------------------------------------------- edge options (issue 10)
+def test_edge_options_off_keep_the_default_market_byte_identical():
+    # sha256 of iter_lines(0.05, seed=3) computed with the generator before the edge options
+    # existed: the options, left off, draw no random numbers and leave the bytes alone.
+    digest = hashlib.sha256(b"\n".join(sm.iter_lines(0.05, seed=3))).hexdigest()
+    assert digest == "68fddd1541e920f8fae2cc67ab34760a6dcd8b1686f6d39b822ffe164d13067e"
+    assert sm.SyntheticMarketConfig().fingerprint() == "b8e9cd3bf0"   # cached default file names too
+    assert sm.EDGE_MARKET.fingerprint() != sm.SyntheticMarketConfig().fingerprint()
+
+
+def test_mean_reversion_halves_the_deviation_each_half_life():
+    c = sm.SyntheticMarketConfig(mean_reversion_half_life_s=2.0)   # 20 steps of 100 ms
+    sim = sm._Simulator(c, seed=1)
+    anchor = math.log(sim.x0)
+    sim.log_x = anchor + 0.01
+    path = sim._log_price_path(np.zeros(40))
+    assert path[19] - anchor == pytest.approx(0.005, rel=1e-12)
+    assert path[39] - anchor == pytest.approx(0.0025, rel=1e-12)
+
+
+def test_latent_drift_has_the_configured_stationary_std_and_half_life():
+    c = sm.SyntheticMarketConfig(signal_drift_ticks_per_s=0.5, signal_half_life_s=1.0)
+    sim = sm._Simulator(c, seed=2)
+    a = sim._drift_path(200_000)
+    assert a.std() == pytest.approx(0.5, rel=0.05)
+    lag = 10   # one half-life at 100 ms steps: autocorrelation 0.5
+    assert np.corrcoef(a[:-lag], a[lag:])[0, 1] == pytest.approx(0.5, abs=0.05)
+
+
+def test_informed_share_needs_the_drift():
+    with pytest.raises(ValueError, match="informed_share"):
+        sm.SyntheticMarketConfig(informed_share=0.5)
+    with pytest.raises(ValueError, match="signal_half_life_s"):
+        sm.SyntheticMarketConfig(signal_half_life_s=0.0)
+
+
+def _flow_predicts_mid(path: Path) -> float:
+    """corr(signed trade volume of the last 5 s, mid change over the next 5 s) on a 1 s grid."""
+    mid_ts, mids, tr_ts, flow = [], [], [], []
+    for msg, book in dp.replay(path):
+        if isinstance(msg, TradeMessage):
+            tr_ts.append(msg.ts)
+            flow.append(msg.side * msg.size)
+        elif (m := book.mid()) is not None:
+            mid_ts.append(msg.ts)
+            mids.append(m)
+    mid_ts, mids = np.asarray(mid_ts), np.asarray(mids)
+    tr_ts, cum = np.asarray(tr_ts), np.concatenate([[0.0], np.cumsum(flow)])
+    grid = np.arange(mid_ts[0] + 5000, mid_ts[-1] - 5000, 1000)
+    past = cum[np.searchsorted(tr_ts, grid, "right")] - cum[np.searchsorted(tr_ts, grid - 5000, "right")]
+    now = mids[np.searchsorted(mid_ts, grid, "right") - 1]
+    later = mids[np.searchsorted(mid_ts, grid + 5000, "right") - 1]
+    return float(np.corrcoef(past, later - now)[0, 1])
+
+
+def test_edge_market_signal_is_visible_to_causal_trade_flow(tmp_path):
+    edge = sm.generate_file(tmp_path / "edge.jsonl", 0.5, seed=7, config=sm.EDGE_MARKET)
+    plain = sm.generate_file(tmp_path / "plain.jsonl", 0.5, seed=7)
+    assert _flow_predicts_mid(edge) > 0.12
+    assert abs(_flow_predicts_mid(plain)) < 0.08
