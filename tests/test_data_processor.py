@@ -27,6 +27,7 @@ from data_processor import (
     TradeMessage,
     load_messages,
 )
+from feeds.common import Feed, Problem
 from order_book import OrderBook
 
 # every test here runs with the compiled per-level loops and with the pure-Python ones
@@ -792,6 +793,122 @@ def test_replay_compressed_source_uses_plain_copy(tmp_path):
     r = Replay(p, checkpoint_interval_ms=3_000, cache_dir=tmp_path / "c")
     assert r.plain[0].suffix == ".plain" and r.plain[0].parent == tmp_path / "c"
     _check_start_at(r, p, None, [r.start_ts + 7_777, r.end_ts - 1])
+
+
+# ------------------------------------------------------------------- a venue plugged in
+
+
+class ToyFeed(Feed):
+    """A made-up venue (``TOY <kind> <ts> ...`` lines), written like a module of ``feeds/``."""
+
+    name = "toy"
+
+    @staticmethod
+    def detect(first_line, obj):
+        return first_line.startswith(b"TOY ")
+
+    def parse(self, raw):
+        r = self.reader
+        kind, ts, *rest = raw.decode().split()[1:]
+        if not r.want("TOYUSD"):
+            return []
+        if kind in ("snap", "delta"):
+            bid, bsz, ask, asz = rest
+            msg = r.book_message(kind == "snap", "TOYUSD", int(ts), [[bid, bsz]], [[ask, asz]],
+                                 None, None, None, "u")
+            return [] if msg is None else [msg]
+        if kind == "trade":
+            return [r.trade("TOYUSD", int(ts), rest[0], rest[1], rest[2], None, None)]
+        raise Problem("unknown message type", f"unknown toy record {kind!r}")
+
+
+def test_a_new_venue_is_one_class_and_one_registration(tmp_path, monkeypatch):
+    import feeds
+
+    monkeypatch.setattr(feeds, "FEEDS", (ToyFeed, *feeds.FEEDS))
+    p = write(tmp_path, b"TOY snap 1000 100.0 1 100.5 2\nTOY delta 1100 100.0 0 100.5 3\n"
+              b"TOY trade 1150 100.5 0.3 Buy\nTOY snap 1200 100.5 1 100.5 1\n", "toy.txt")
+    rep = LoadReport()
+    msgs = list(load_messages(p, on_error="skip", report=rep))
+    assert [type(m) for m in msgs] == [SnapshotMessage, DeltaMessage, TradeMessage]
+    assert msgs[0].tick_size == 0.1 and msgs[2].price == 1005 and msgs[2].side == 1
+    assert rep.problems == {"crossed": 1}  # the shared book rules apply to the new venue
+    with pytest.raises(DataFormatError, match=r"toy.txt:4: book of TOYUSD is crossed"):
+        list(load_messages(p))
+    r = Replay(p, checkpoint_interval_ms=50, cache_dir=tmp_path / "c", on_error="skip")
+    assert r.symbol == "TOYUSD" and r.profile.has_trades and r.profile.median_trade_size == 0.3
+
+
+# ------------------------------------------------------------------------- DataProfile
+
+
+def _direct_profile(paths, symbol, n=50_000):
+    """The env's former ``_scan_data``, written out again: the reference for ``Replay.profile``."""
+    import statistics
+    from decimal import Decimal
+    from itertools import islice
+
+    trade_sizes, level_sizes = [], []
+    seen = 0
+    for m in islice(load_messages(paths, symbol=symbol), n):
+        seen += 1
+        if isinstance(m, TradeMessage):
+            trade_sizes.append(m.size)
+        elif len(level_sizes) < 5000:
+            level_sizes.extend(s for _, s in m.bids[:50] if s > 0)
+            level_sizes.extend(s for _, s in m.asks[:50] if s > 0)
+    sample = trade_sizes[:5000] + level_sizes[:5000]
+    decimals = max((max(0, -Decimal(repr(s)).normalize().as_tuple().exponent) for s in sample), default=0)
+    lot = 10.0 ** -min(decimals, 8)
+    if trade_sizes:
+        median = float(statistics.median(trade_sizes))
+    elif level_sizes:
+        median = 0.1 * float(statistics.median(level_sizes))
+    else:
+        median = lot
+    return bool(trade_sizes), lot, median, seen
+
+
+def _check_profile(paths, symbol, cache):
+    r = Replay(paths, symbol, cache_dir=cache)
+    prof = r.profile
+    assert isinstance(prof, dp.DataProfile)
+    assert (prof.has_trades, prof.lot_size, prof.median_trade_size, prof.n_messages_scanned) \
+        == _direct_profile(paths, symbol)
+    assert prof.tick_size == r.tick_size
+    again = Replay(paths, symbol, cache_dir=cache)  # read back from the cache file
+    assert again.profile == prof
+    return prof
+
+
+@pytest.mark.parametrize("names,symbol,has_trades", [
+    ([BYBIT_XRP], None, False),
+    ([BYBIT_LINEAR], "DOGEUSDT", True),
+    ([BYBIT_ZST], "linear:SOLUSDT", True),
+    ([f"{BINANCE}/btcusdt_20240718.gz", f"{BINANCE}/btcusdt_20240719.gz"], "BTCUSDT", True),
+])
+def test_replay_profile_equals_direct_scan_on_real_files(shared_data, tmp_path, names, symbol, has_trades):
+    prof = _check_profile([shared_data / n for n in names], symbol, tmp_path)
+    assert prof.has_trades is has_trades
+
+
+def test_replay_profile_equals_direct_scan_on_synthetic_file(tmp_path):
+    """Over 50,000 messages (the cap counts), trades present, sizes on the synthetic lot grid."""
+    import synthetic_market
+
+    path = synthetic_market.generate_file(tmp_path / "synth.jsonl", 1.5, 3)  # ~58k messages
+    prof = _check_profile(path, None, tmp_path / "cache")
+    assert prof.n_messages_scanned == 50_000 and prof.has_trades
+    assert prof.lot_size == float(synthetic_market.SyntheticMarketConfig().lot_size)
+
+
+def test_replay_profile_without_trades_and_frozen(tmp_path):
+    p = write(tmp_path, lines_of(SNAP, delta(1100, 2, [["100.0", "0.25"]], [])), "book.jsonl")
+    prof = _check_profile(p, None, tmp_path / "cache")
+    assert not prof.has_trades and prof.lot_size == 0.01 and prof.n_messages_scanned == 2
+    assert prof.median_trade_size == pytest.approx(0.1 * 1.0)
+    with pytest.raises(AttributeError):
+        prof.lot_size = 1.0  # type: ignore[misc]
 
 
 # --------------------------------------------------------------------------------- CLI

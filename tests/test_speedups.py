@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import data_processor as dp
+import feeds.common as fc
 import messages
 import order_book
 from order_book import OrderBook
@@ -43,18 +44,18 @@ def _outcome(fn, *args):
     """``repr`` of the result (shows types and -0.0), or ``"_Bad"`` when the levels are refused."""
     try:
         return repr(fn(*args))
-    except dp._Bad:
+    except fc.BadLevels:
         return "_Bad"
 
 
 def _levels_both(raw, tick):
-    """``data_processor._levels`` with the compiled loop and with the Python loop, fresh caches."""
-    inv = dp._inverse_tick(tick)
-    compiled = _outcome(dp._levels, raw, inv, {})
+    """``feeds.common.levels`` with the compiled loop and with the Python loop, fresh caches."""
+    inv = fc.inverse_tick(tick)
+    compiled = _outcome(fc.levels, raw, inv, {})
     saved = order_book.SPEEDUPS
     order_book.SPEEDUPS = None
     try:
-        python = _outcome(dp._levels, raw, inv, {})
+        python = _outcome(fc.levels, raw, inv, {})
     finally:
         order_book.SPEEDUPS = saved
     return compiled, python
@@ -116,9 +117,9 @@ def test_plain_decimals_take_the_compiled_parser_and_round_like_float():
         text = str(rng.randrange(10 ** digits)).zfill(digits)
         if decimals:
             text = text[:-decimals] + "." + text[-decimals:]
-        out = SP.levels([["1", text]], 1.0, {}, dp._new_price)
+        out = SP.levels([["1", text]], 1.0, {}, fc.new_price)
         assert out is not None and out[0][1] == float(text) and repr(out[0][1]) == repr(float(text)), text
-        ticks = SP.levels([[text, "1"]], 10.0 ** decimals, {}, dp._new_price)
+        ticks = SP.levels([[text, "1"]], 10.0 ** decimals, {}, fc.new_price)
         value = int(text.replace(".", ""))
         if 0 < value < 10**9:  # larger tick counts: float(price) * inv may miss the 1e-6 grid tolerance
             assert ticks == [(value, 1.0)], text
@@ -126,7 +127,7 @@ def test_plain_decimals_take_the_compiled_parser_and_round_like_float():
 
 @needs_build
 def test_declines_instead_of_raising():
-    new_price = dp._new_price
+    new_price = fc.new_price
     for raw in ([["1", "nan"]], [["1", "-1"]], [["x", "1"]], [["0", "1"]], [["1.005", "1"]], [[[1], "1"]],
                 [("1", "1")], [["1", "1", "1"]], "x", None, [["1", None]]):
         assert SP.levels(raw, 100.0, {}, new_price) is None, raw
