@@ -173,6 +173,18 @@ def calibrate_intensity(trade_ts: Any, trade_price: Any, trade_side: Any, mid_ts
         raise ValueError("calibrate_intensity: trade arrays and mid arrays must have matching lengths")
     if len(mt) == 0 or len(t) == 0:
         raise ValueError("calibrate_intensity: no trades or no mids")
+    d = _order_depths(t, p, s, mt, m, unit)
+    duration = float(duration_s) if duration_s is not None else (mt[-1] - mt[0]) / 1000.0
+    if duration <= 0:
+        raise ValueError(f"calibrate_intensity: non-positive duration {duration}")
+    if len(d) == 0:
+        raise ValueError("calibrate_intensity: no trade has a mid before it")
+    return _fit_exponential(d, duration, n_points, min_count)
+
+
+def _order_depths(t: np.ndarray, p: np.ndarray, s: np.ndarray, mt: np.ndarray, m: np.ndarray,
+                  unit: float) -> np.ndarray:
+    """Sorted depth (>= 0, in ``unit``) of each aggressive order, from the mid in force before it."""
     j = np.searchsorted(mt, t, side="left") - 1  # the mid in force strictly before the trade
     ok = j >= 0
     depth = s[ok] * (p[ok] - m[j[ok]]) / unit
@@ -182,13 +194,11 @@ def calibrate_intensity(trade_ts: Any, trade_price: Any, trade_side: Any, mid_ts
     kt, ks, kd = keys[order, 0], keys[order, 1], depth[order]
     last = np.ones(len(kt), dtype=bool)
     last[:-1] = (kt[1:] != kt[:-1]) | (ks[1:] != ks[:-1])
-    d = kd[last]
-    duration = float(duration_s) if duration_s is not None else (mt[-1] - mt[0]) / 1000.0
-    if duration <= 0:
-        raise ValueError(f"calibrate_intensity: non-positive duration {duration}")
-    d = np.sort(np.maximum(d, 0.0))
-    if len(d) == 0:
-        raise ValueError("calibrate_intensity: no trade has a mid before it")
+    return np.sort(np.maximum(kd[last], 0.0))
+
+
+def _fit_exponential(d: np.ndarray, duration: float, n_points: int, min_count: int) -> IntensityFit:
+    """Log-linear fit of the rate of orders reaching at least each depth of a grid (see ``calibrate_intensity``)."""
     levels = np.unique(np.round(d, 9))
     if len(levels) <= n_points:  # tick data: depths sit on a few half-tick levels
         grid = levels

@@ -5,12 +5,14 @@ wires config, env and logging.
 
 Public names:
 
-- ``PPOConfig``: frozen dataclass with every hyperparameter (a docstring under each field).
+- ``PPOConfig``: frozen dataclass with every hyperparameter (a docstring under each field);
+  the architecture is the nested ``PPOConfig.net`` (``ppo_network.NetworkConfig``), whose
+  leaves are addressed by name like the others (``utils.from_flat(PPOConfig, network="mlp")``).
 - ``PPOAgent``: ``learn(envs, total_timesteps, callback)``, ``predict(obs, ...)``,
   ``predict_values(obs)``, ``save(dir)`` / ``PPOAgent.load(dir)``, ``num_timesteps``,
   ``num_updates``.
-- ``RolloutBuffer`` / ``RolloutBatch``: on-policy storage, GAE and minibatches.
-- ``compute_gae``: generalised advantage estimation with truncation bootstrapping.
+- ``RolloutBuffer`` / ``RolloutBatch`` / ``compute_gae``: on-policy storage, GAE with
+  truncation bootstrapping and minibatches (defined in ``rollout_buffer.py``, re-exported).
 - ``ppo_losses_numpy``: NumPy reference of the PPO loss (used by the tests).
 
 Implementation details (CleanRL's "37 details" / SB3), each commented where it happens:
@@ -33,10 +35,10 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 # Pin the Keras backend before Keras is imported (STYLE habit 12), and keep TensorFlow's
 # C++ INFO/WARNING logs out of the CLI output (errors still show).
@@ -49,8 +51,15 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import utils  # noqa: E402
 from ppo_network import NetworkConfig, build_actor_critic  # noqa: E402
+from rollout_buffer import RolloutBatch, RolloutBuffer, compute_gae  # noqa: E402
 from utils import RunningMeanStd, atomic_write_bytes, atomic_write_json  # noqa: E402
+
+__all__ = [
+    "FORMAT_VERSION", "TRAIN_METRICS", "PPOAgent", "PPOConfig", "RolloutBatch", "RolloutBuffer",
+    "compute_gae", "ppo_losses_numpy", "space_from_json", "space_to_json",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -103,30 +112,9 @@ class PPOConfig:
     """Clip normalised observations to [-clip_obs, clip_obs]."""
     clip_reward: float = 10.0
     """Clip normalised rewards to [-clip_reward, clip_reward]."""
-    network: str = "auto"
-    """Network: ``"auto"`` (conv_lstm for market Dict obs, else mlp), ``"mlp"`` or ``"conv_lstm"``."""
-    hidden_size: int = 64
-    """Units per layer of the MLP trunk."""
-    n_hidden_layers: int = 2
-    """Layers of the MLP trunk."""
-    activation: str = "tanh"
-    """Trunk activation, ``"tanh"`` or ``"relu"``."""
-    shared_trunk: bool = False
-    """Share encoder and trunk between actor and critic."""
-    layer_norm: bool = False
-    """LayerNorm after the encoder and in each trunk layer."""
-    conv_filters: int = 16
-    """Filters of each per-time-step Conv1D over the book levels."""
-    conv_kernel: int = 3
-    """Kernel size (levels) of the book Conv1D."""
-    conv_layers: int = 2
-    """Number of book Conv1D layers."""
-    lstm_units: int = 64
-    """Units of the LSTM over the observation window."""
-    ortho_init: bool = True
-    """Orthogonal weight initialisation (CleanRL detail 2)."""
-    log_std_init: float = 0.0
-    """Initial log-std of the Gaussian policy (continuous actions)."""
+    net: NetworkConfig = dataclasses.field(default_factory=NetworkConfig)
+    """Architecture of the actor-critic network (a nested config: its fields are flags of their
+    own, ``--network``, ``--hidden_size``, ...; see ``ppo_network.NetworkConfig``)."""
     jit_compile: bool = True
     """XLA-compile the policy and update steps (``tf.function(jit_compile=True)``)."""
     device: str = "auto"
@@ -147,189 +135,6 @@ class PPOConfig:
                 raise ValueError(f"PPOConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.device not in ("auto", "cpu", "gpu"):
             raise ValueError(f"PPOConfig.device must be 'auto', 'cpu' or 'gpu', got {self.device!r}")
-        self.network_config(mixed=False)  # validates the network fields
-
-    def network_config(self, mixed: bool = False) -> NetworkConfig:
-        """The ``NetworkConfig`` these hyperparameters describe."""
-        return NetworkConfig(
-            kind=self.network, hidden_size=self.hidden_size, n_hidden_layers=self.n_hidden_layers,
-            activation=self.activation, shared_trunk=self.shared_trunk, layer_norm=self.layer_norm,
-            conv_filters=self.conv_filters, conv_kernel=self.conv_kernel, conv_layers=self.conv_layers,
-            lstm_units=self.lstm_units, ortho_init=self.ortho_init, log_std_init=self.log_std_init,
-            dtype_policy="mixed_bfloat16" if mixed else "float32",
-        )
-
-
-# --------------------------------------------------------------------------- GAE / buffer
-
-
-def compute_gae(
-    rewards: np.ndarray,
-    values: np.ndarray,
-    next_values: np.ndarray,
-    terminated: np.ndarray,
-    dones: np.ndarray,
-    gamma: float,
-    gae_lambda: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Generalised advantage estimation over a ``(T, n_envs)`` rollout.
-
-    ``next_values[t]`` is the value of the observation that followed step ``t``: for an
-    ongoing episode the next stored value, for a *truncated* episode the value of its final
-    observation, which is bootstrapped (the episode did not end, it was cut; SB3
-    on_policy_algorithm.py, GH #633). A *terminated* step does not bootstrap
-    (``1 - terminated``). ``dones = terminated | truncated`` cuts the GAE recursion so
-    that no advantage leaks across an episode boundary.
-
-    Args:
-        rewards: ``(T, N)`` rewards.
-        values: ``(T, N)`` value estimates of the observations of each step.
-        next_values: ``(T, N)`` values of the next observations (see above).
-        terminated: ``(T, N)`` true terminal flags.
-        dones: ``(T, N)`` terminated or truncated.
-        gamma: discount.
-        gae_lambda: GAE lambda.
-
-    Returns:
-        ``(advantages, returns)`` with ``returns = advantages + values``.
-
-    >>> r = np.array([[1.0], [1.0]]); v = np.array([[0.5], [0.5]])
-    >>> adv, ret = compute_gae(r, v, np.array([[0.5], [2.0]]), np.zeros((2, 1)),
-    ...                        np.array([[0.0], [1.0]]), gamma=0.5, gae_lambda=1.0)
-    >>> adv[:, 0].tolist()  # step 1 truncated: 1 + 0.5*2 - 0.5 = 1.5; step 0: 0.75 + 0.5*1.5
-    [1.5, 1.5]
-    """
-    n_steps = rewards.shape[0]
-    advantages = np.zeros_like(rewards, dtype=np.float32)
-    last_gae = np.zeros(rewards.shape[1:], dtype=np.float64)
-    for t in reversed(range(n_steps)):
-        # TD error, bootstrapping unless truly terminal (truncation still bootstraps).
-        delta = rewards[t] + gamma * next_values[t] * (1.0 - terminated[t]) - values[t]
-        # The recursion stops at any episode end (terminated or truncated).
-        last_gae = delta + gamma * gae_lambda * (1.0 - dones[t]) * last_gae
-        advantages[t] = last_gae
-    return advantages, (advantages + values).astype(np.float32)
-
-
-class RolloutBatch(NamedTuple):
-    """One minibatch (flattened over steps and envs) fed to the update step."""
-
-    obs: Any
-    actions: np.ndarray
-    old_log_prob: np.ndarray
-    advantages: np.ndarray
-    returns: np.ndarray
-    old_values: np.ndarray
-    mask: np.ndarray
-
-
-class RolloutBuffer:
-    """Fixed-size on-policy storage of ``n_steps`` vectorised steps (SB3 ``RolloutBuffer``).
-
-    ``mask`` marks the transitions that exist: with gymnasium's default ``NEXT_STEP``
-    autoreset, the step after an episode end only resets that env (its action is ignored,
-    reward 0), so it is stored with mask 0 and excluded from every loss.
-    """
-
-    def __init__(self, n_steps: int, n_envs: int, observation_space: gym.Space, action_space: gym.Space) -> None:
-        self.n_steps, self.n_envs = n_steps, n_envs
-        if isinstance(observation_space, gym.spaces.Dict):
-            self.obs: Any = {
-                k: np.zeros((n_steps, n_envs, *s.shape), np.float32) for k, s in observation_space.spaces.items()
-            }
-        else:
-            self.obs = np.zeros((n_steps, n_envs, *observation_space.shape), np.float32)
-        if isinstance(action_space, gym.spaces.Discrete):
-            self.actions = np.zeros((n_steps, n_envs), np.int32)
-        else:
-            self.actions = np.zeros((n_steps, n_envs, action_space.shape[0]), np.float32)
-        z = lambda: np.zeros((n_steps, n_envs), np.float32)  # noqa: E731
-        self.log_probs, self.values, self.rewards, self.next_values = z(), z(), z(), z()
-        self.terminated, self.dones, self.mask = z(), z(), z()
-        self.advantages, self.returns = z(), z()
-        self.pos = 0
-
-    def add(self, obs: Any, actions: np.ndarray, log_probs: np.ndarray, values: np.ndarray, mask: np.ndarray) -> None:
-        """Store the policy side of step ``pos`` (rewards/flags follow in ``add_outcome``)."""
-        t = self.pos
-        if isinstance(self.obs, dict):
-            for k, arr in self.obs.items():
-                arr[t] = obs[k]
-        else:
-            self.obs[t] = obs
-        self.actions[t] = actions
-        self.log_probs[t] = log_probs
-        self.values[t] = values
-        self.mask[t] = mask
-
-    def add_outcome(self, rewards: np.ndarray, terminated: np.ndarray, dones: np.ndarray) -> None:
-        """Store the environment side of step ``pos`` and advance."""
-        t = self.pos
-        self.rewards[t], self.terminated[t], self.dones[t] = rewards, terminated, dones
-        self.pos += 1
-
-    def compute_returns_and_advantage(self, last_values: np.ndarray, gamma: float, gae_lambda: float) -> None:
-        """Fill ``advantages``/``returns``; ``next_values`` must hold the bootstraps already.
-
-        ``next_values[t]`` defaults to ``values[t + 1]`` (``last_values`` after the last
-        step); ``PPOAgent`` overrides it with ``V(final_obs)`` at truncations in
-        ``SAME_STEP`` autoreset mode.
-        """
-        assert self.pos == self.n_steps, "rollout not full"
-        self.next_values[:-1] = np.where(self._override[:-1], self.next_values[:-1], self.values[1:])
-        self.next_values[-1] = np.where(self._override[-1], self.next_values[-1], last_values)
-        adv, ret = compute_gae(
-            self.rewards, self.values, self.next_values, self.terminated, self.dones, gamma, gae_lambda
-        )
-        # Reset-only (masked) steps carry no transition: zero advantage, return = value.
-        self.advantages = adv * self.mask
-        self.returns = np.where(self.mask > 0, ret, self.values).astype(np.float32)
-
-    def reset(self) -> None:
-        """Start a new rollout."""
-        self.pos = 0
-        self._override = np.zeros((self.n_steps, self.n_envs), bool)
-
-    def set_final_value(self, values: np.ndarray, which: np.ndarray) -> None:
-        """Bootstrap value of the final observation for envs ``which`` at step ``pos - 1``."""
-        t = self.pos - 1
-        self.next_values[t] = np.where(which, values, self.next_values[t])
-        self._override[t] |= which
-
-    def flat(self) -> RolloutBatch:
-        """The whole rollout flattened over (steps, envs), as one ``RolloutBatch``."""
-        n = self.n_steps * self.n_envs
-        flat = lambda a: a.reshape(n, *a.shape[2:])  # noqa: E731
-        obs = {k: flat(v) for k, v in self.obs.items()} if isinstance(self.obs, dict) else flat(self.obs)
-        return RolloutBatch(obs, flat(self.actions), flat(self.log_probs), flat(self.advantages),
-                            flat(self.returns), flat(self.values), flat(self.mask))
-
-    def minibatch_indices(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
-        """A shuffled ``(n_minibatches, batch_size)`` index array for one epoch.
-
-        Same permutation as ``get``; a remainder smaller than ``batch_size`` is left out.
-        """
-        n = self.n_steps * self.n_envs
-        perm = rng.permutation(n)
-        n_mb = n // batch_size
-        return perm[: n_mb * batch_size].reshape(n_mb, batch_size).astype(np.int32)
-
-    def get(self, batch_size: int, rng: np.random.Generator) -> Iterator[RolloutBatch]:
-        """Yield shuffled minibatches of exactly ``batch_size`` transitions.
-
-        A remainder smaller than ``batch_size`` is left out of that epoch (a different one
-        each epoch); fixed shapes keep the compiled update step from retracing.
-        """
-        n = self.n_steps * self.n_envs
-        flat = lambda a: a.reshape(n, *a.shape[2:])  # noqa: E731
-        obs = {k: flat(v) for k, v in self.obs.items()} if isinstance(self.obs, dict) else flat(self.obs)
-        arrays = [flat(self.actions), flat(self.log_probs), flat(self.advantages), flat(self.returns),
-                  flat(self.values), flat(self.mask)]
-        perm = rng.permutation(n)
-        for start in range(0, n - batch_size + 1, batch_size):
-            idx = perm[start:start + batch_size]
-            mb_obs = {k: v[idx] for k, v in obs.items()} if isinstance(obs, dict) else obs[idx]
-            yield RolloutBatch(mb_obs, *(a[idx] for a in arrays))
 
 
 # --------------------------------------------------------------------------- NumPy reference
@@ -425,6 +230,19 @@ def _rng_state_from_json(state: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the agent
 
 
+@dataclass
+class _RolloutState:
+    """What the rollout loop carries from one vector step, and one rollout, to the next."""
+
+    obs: Any
+    prev_done: np.ndarray
+    ep_ret: np.ndarray
+    ep_len: np.ndarray
+    disc_ret: np.ndarray
+    policy: Any = None
+    """The traced concrete policy function for this batch shape (traced on first use)."""
+
+
 class PPOAgent:
     """PPO agent owning its network, optimizer, normalisers and random generator.
 
@@ -448,7 +266,9 @@ class PPOAgent:
         if config.mixed_precision and not mixed:
             logger.warning("mixed_precision requested but running on CPU: using float32")
         with tf.device(self.device):
-            self.model = build_actor_critic(observation_space, action_space, config.network_config(mixed), self.seed)
+            # The dtype policy is a build-time choice (mixed precision only on a GPU), not a config field.
+            self.model = build_actor_critic(observation_space, action_space, config.net, self.seed,
+                                            dtype_policy="mixed_bfloat16" if mixed else "float32")
             # Adam with eps 1e-5 (CleanRL detail 3; SB3 PPO uses the same through its policy).
             self.optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate, epsilon=config.adam_eps)
             self.optimizer.build(self.model.trainable_variables)
@@ -702,93 +522,116 @@ class PPOAgent:
             total_timesteps: run budget in environment steps.
             callback: ``callback(agent, stats)`` after every update; returning ``False`` stops.
         """
-        cfg = self.config
         mode = self._check_envs(envs)
         n_envs = envs.num_envs
+        buf = self._make_buffer(n_envs)
+        self.rollout_buffer = buf  # kept for inspection (tests, diagnostics), as SB3 does
+        # Seeded reset: seed + num_updates so that a resumed run does not replay old episodes.
+        obs, _ = envs.reset(seed=self.seed + self.num_updates)
+        state = _RolloutState(obs=obs, prev_done=np.zeros(n_envs, bool), ep_ret=np.zeros(n_envs),
+                              ep_len=np.zeros(n_envs, np.int64), disc_ret=np.zeros(n_envs))
+        self.timings = dict.fromkeys(self.timings, 0.0)
+        t_start, steps_start = time.perf_counter(), self.num_timesteps
+        while self.num_timesteps < total_timesteps:
+            market = self._collect_rollout(envs, buf, state, mode)
+            stats = self._update(buf, total_timesteps)
+            stats.update(self._progress_stats(time.perf_counter() - t_start, steps_start, market))
+            if callback is not None and callback(self, stats) is False:
+                break
+
+    def _make_buffer(self, n_envs: int) -> RolloutBuffer:
+        cfg = self.config
         if cfg.n_steps * n_envs < cfg.batch_size:
             raise ValueError(f"batch_size {cfg.batch_size} > rollout size n_steps*n_envs = {cfg.n_steps * n_envs}")
         if (cfg.n_steps * n_envs) % cfg.batch_size:
             logger.warning("rollout size %d is not a multiple of batch_size %d: the remainder is skipped each epoch",
                            cfg.n_steps * n_envs, cfg.batch_size)
-        buf = RolloutBuffer(cfg.n_steps, n_envs, self.observation_space, self.action_space)
-        self.rollout_buffer = buf  # kept for inspection (tests, diagnostics), as SB3 does
-        # Seeded reset: seed + num_updates so that a resumed run does not replay old episodes.
-        obs, _ = envs.reset(seed=self.seed + self.num_updates)
-        prev_done = np.zeros(n_envs, bool)
-        ep_ret, ep_len = np.zeros(n_envs), np.zeros(n_envs, np.int64)
-        disc_ret = np.zeros(n_envs)
-        self.timings = dict.fromkeys(self.timings, 0.0)
-        t_start, steps_start = time.perf_counter(), self.num_timesteps
-        keep_going = True
-        policy = None
-        while keep_going and self.num_timesteps < total_timesteps:
-            buf.reset()
-            market: dict[str, list[float]] = {}
-            for _ in range(cfg.n_steps):
-                # NEXT_STEP autoreset: an env that ended at the previous step is only reset by
-                # this step (action ignored, reward 0): not a transition, masked out of the losses.
-                valid = ~prev_done if mode == "NextStep" else np.ones(n_envs, bool)
-                t0 = time.perf_counter()
-                self._update_obs_rms(obs, valid)
-                x = self.normalize_obs(obs)
-                noise = self._noise(n_envs, False)
-                with tf.device(self.device):
-                    if policy is None:
-                        # The traced concrete function for this batch shape, called directly:
-                        # skips tf.function's per-call signature dispatch (measured 303 -> 170 us
-                        # per CartPole step, the README section "PPO agent").
-                        policy = self._policy_fn.get_concrete_function(x, noise)
-                    a_t, logp_t, v_t = policy(tf.nest.map_structure(tf.constant, x), tf.constant(noise))
-                actions, log_probs, values = a_t.numpy(), logp_t.numpy(), v_t.numpy()
-                t1 = time.perf_counter()
-                obs, rewards, terminated, truncated, infos = envs.step(self._env_action(actions))
-                t2 = time.perf_counter()
-                self.timings["policy_s"] += t1 - t0
-                self.timings["env_s"] += t2 - t1
-                self.num_timesteps += n_envs
-                buf.add(x, actions, log_probs, values, valid.astype(np.float32))
-                rewards = np.asarray(rewards, np.float64)
-                dones = np.logical_or(terminated, truncated) & valid
-                ep_ret += np.where(valid, rewards, 0.0)
-                ep_len += valid
-                for i in np.flatnonzero(dones):
-                    self._ep_returns.append(float(ep_ret[i]))
-                    self._ep_lengths.append(int(ep_len[i]))
-                ep_ret[dones], ep_len[dones] = 0.0, 0
-                self._collect_episode_metrics(infos, mode, market)
-                if self.ret_rms is not None:
-                    # Reward scaling by the std of the discounted return (SB3 VecNormalize).
-                    disc_ret = disc_ret * cfg.gamma + rewards
-                    self.ret_rms.update(disc_ret[valid])
-                    rewards = np.clip(rewards / np.sqrt(self.ret_rms.var + 1e-8), -cfg.clip_reward, cfg.clip_reward)
-                    disc_ret[dones] = 0.0
-                buf.add_outcome(np.where(valid, rewards, 0.0), (terminated & valid).astype(np.float32),
-                                dones.astype(np.float32))
-                # Truncation bootstrap. NEXT_STEP: the obs just returned *is* the final obs, and
-                # its value is computed at the next step (or as last_values), which
-                # compute_returns_and_advantage uses as next value. SAME_STEP: the final obs
-                # is in infos["final_obs"]; evaluate it now.
-                if mode == "SameStep" and truncated.any():
-                    self._bootstrap_same_step(buf, obs, infos, truncated)
-                prev_done = np.logical_or(terminated, truncated)
-            t0 = time.perf_counter()
-            with tf.device(self.device):
-                last_values = self._value_fn(self.normalize_obs(obs)).numpy()
-            buf.compute_returns_and_advantage(last_values, cfg.gamma, cfg.gae_lambda)
-            self.timings["policy_s"] += time.perf_counter() - t0
-            stats = self._update(buf, total_timesteps)
-            elapsed = time.perf_counter() - t_start
-            stats.update({
-                "rollout/ep_return_mean": float(np.mean(self._ep_returns)) if self._ep_returns else float("nan"),
-                "rollout/ep_len_mean": float(np.mean(self._ep_lengths)) if self._ep_lengths else float("nan"),
-                "time/steps_per_s": (self.num_timesteps - steps_start) / max(elapsed, 1e-9),
-                "time/total_timesteps": float(self.num_timesteps),
-                "time/env_s": self.timings["env_s"], "time/policy_s": self.timings["policy_s"],
-                "time/update_s": self.timings["update_s"],
-            })
-            stats.update({f"market/{k}": float(np.mean(v)) for k, v in market.items() if v})
-            if callback is not None and callback(self, stats) is False:
-                keep_going = False
+        return RolloutBuffer(cfg.n_steps, n_envs, self.observation_space, self.action_space)
+
+    def _collect_rollout(self, envs: gym.vector.VectorEnv, buf: RolloutBuffer, state: _RolloutState,
+                         mode: str) -> dict[str, list[float]]:
+        """Fill ``buf`` with ``n_steps`` vector steps and its advantages; returns the market metrics seen."""
+        cfg = self.config
+        buf.reset()
+        market: dict[str, list[float]] = {}
+        for _ in range(cfg.n_steps):
+            self._rollout_step(envs, buf, state, mode, market)
+        t0 = time.perf_counter()
+        with tf.device(self.device):
+            last_values = self._value_fn(self.normalize_obs(state.obs)).numpy()
+        buf.compute_returns_and_advantage(last_values, cfg.gamma, cfg.gae_lambda)
+        self.timings["policy_s"] += time.perf_counter() - t0
+        return market
+
+    def _rollout_step(self, envs: gym.vector.VectorEnv, buf: RolloutBuffer, state: _RolloutState, mode: str,
+                      market: dict[str, list[float]]) -> None:
+        """One vector step: act, step the envs, store the transition, track episodes."""
+        cfg = self.config
+        n_envs = envs.num_envs
+        # NEXT_STEP autoreset: an env that ended at the previous step is only reset by
+        # this step (action ignored, reward 0): not a transition, masked out of the losses.
+        valid = ~state.prev_done if mode == "NextStep" else np.ones(n_envs, bool)
+        t0 = time.perf_counter()
+        self._update_obs_rms(state.obs, valid)
+        x = self.normalize_obs(state.obs)
+        noise = self._noise(n_envs, False)
+        with tf.device(self.device):
+            if state.policy is None:
+                # The traced concrete function for this batch shape, called directly:
+                # skips tf.function's per-call signature dispatch (measured 303 -> 170 us
+                # per CartPole step, the README section "PPO agent").
+                state.policy = self._policy_fn.get_concrete_function(x, noise)
+            a_t, logp_t, v_t = state.policy(tf.nest.map_structure(tf.constant, x), tf.constant(noise))
+        actions, log_probs, values = a_t.numpy(), logp_t.numpy(), v_t.numpy()
+        t1 = time.perf_counter()
+        obs, rewards, terminated, truncated, infos = envs.step(self._env_action(actions))
+        self.timings["policy_s"] += t1 - t0
+        self.timings["env_s"] += time.perf_counter() - t1
+        self.num_timesteps += n_envs
+        buf.add(x, actions, log_probs, values, valid.astype(np.float32))
+        rewards = np.asarray(rewards, np.float64)
+        dones = np.logical_or(terminated, truncated) & valid
+        self._track_episodes(state, rewards, valid, dones)
+        self._collect_episode_metrics(infos, mode, market)
+        if self.ret_rms is not None:
+            # Reward scaling by the std of the discounted return (SB3 VecNormalize).
+            state.disc_ret = state.disc_ret * cfg.gamma + rewards
+            self.ret_rms.update(state.disc_ret[valid])
+            rewards = np.clip(rewards / np.sqrt(self.ret_rms.var + 1e-8), -cfg.clip_reward, cfg.clip_reward)
+            state.disc_ret[dones] = 0.0
+        buf.add_outcome(np.where(valid, rewards, 0.0), (terminated & valid).astype(np.float32),
+                        dones.astype(np.float32))
+        # Truncation bootstrap. NEXT_STEP: the obs just returned *is* the final obs, and
+        # its value is computed at the next step (or as last_values), which
+        # compute_returns_and_advantage uses as next value. SAME_STEP: the final obs
+        # is in infos["final_obs"]; evaluate it now.
+        if mode == "SameStep" and truncated.any():
+            self._bootstrap_same_step(buf, obs, infos, truncated)
+        state.obs = obs
+        state.prev_done = np.logical_or(terminated, truncated)
+
+    def _track_episodes(self, state: _RolloutState, rewards: np.ndarray, valid: np.ndarray,
+                        dones: np.ndarray) -> None:
+        """Running return/length of each env's episode; finished ones go to the rollout stats."""
+        state.ep_ret += np.where(valid, rewards, 0.0)
+        state.ep_len += valid
+        for i in np.flatnonzero(dones):
+            self._ep_returns.append(float(state.ep_ret[i]))
+            self._ep_lengths.append(int(state.ep_len[i]))
+        state.ep_ret[dones], state.ep_len[dones] = 0.0, 0
+
+    def _progress_stats(self, elapsed: float, steps_start: int, market: dict[str, list[float]]) -> dict[str, float]:
+        """The ``rollout/``, ``time/`` and ``market/`` keys of the stats passed to the callback."""
+        stats = {
+            "rollout/ep_return_mean": float(np.mean(self._ep_returns)) if self._ep_returns else float("nan"),
+            "rollout/ep_len_mean": float(np.mean(self._ep_lengths)) if self._ep_lengths else float("nan"),
+            "time/steps_per_s": (self.num_timesteps - steps_start) / max(elapsed, 1e-9),
+            "time/total_timesteps": float(self.num_timesteps),
+            "time/env_s": self.timings["env_s"], "time/policy_s": self.timings["policy_s"],
+            "time/update_s": self.timings["update_s"],
+        }
+        stats.update({f"market/{k}": float(np.mean(v)) for k, v in market.items() if v})
+        return stats
 
     def _bootstrap_same_step(self, buf: RolloutBuffer, obs: Any, infos: dict, truncated: np.ndarray) -> None:
         mask = np.asarray(infos.get("_final_obs", truncated), bool) & truncated
@@ -863,7 +706,7 @@ class PPOAgent:
         d.mkdir(parents=True, exist_ok=True)
         meta = {
             "format_version": FORMAT_VERSION,
-            "config": dataclasses.asdict(self.config),
+            "config": utils.dataclass_to_dict(self.config),
             "observation_space": space_to_json(self.observation_space),
             "action_space": space_to_json(self.action_space),
             "seed": self.seed, "num_timesteps": self.num_timesteps, "num_updates": self.num_updates,
@@ -887,7 +730,13 @@ class PPOAgent:
         """Rebuild an agent written by ``save``.
 
         Restores weights, optimizer state (if saved), normaliser statistics, counters and
-        random-generator state.
+        random-generator state. The saved config may be nested or flat (written before
+        ``NetworkConfig`` was nested in ``PPOConfig``); unknown keys are dropped with a warning.
+
+        Raises:
+            FileNotFoundError: no ``agent.json`` in ``directory``.
+            ValueError: another ``format_version``, or a saved value ``PPOConfig`` rejects
+                (``utils.CliError`` is a ``ValueError``).
         """
         d = Path(directory)
         meta_path = d / "agent.json"
@@ -896,12 +745,10 @@ class PPOAgent:
         meta = orjson.loads(meta_path.read_bytes())
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{meta_path}: format_version {meta.get('format_version')} != {FORMAT_VERSION}")
-        known = {f.name for f in dataclasses.fields(PPOConfig)}
-        unknown = set(meta["config"]) - known
-        if unknown:
-            raise ValueError(f"{meta_path}: unknown PPOConfig fields {sorted(unknown)}")
+        # Nested (``{"net": {...}}``) or flat (saved before NetworkConfig was nested in PPOConfig).
+        config = utils.dataclass_from_dict(PPOConfig, meta["config"], source=str(meta_path))
         agent = cls(space_from_json(meta["observation_space"]), space_from_json(meta["action_space"]),
-                    PPOConfig(**meta["config"]), seed=meta["seed"])
+                    config, seed=meta["seed"])
         agent.model.load_weights(d / "model.weights.h5")
         if meta["has_optimizer"]:
             with np.load(d / "optimizer.npz", allow_pickle=False) as z:

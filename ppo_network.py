@@ -5,7 +5,9 @@ This module only builds models and exposes their forward pass (the SB3 split of
 
 Public names:
 
-- ``NetworkConfig``: frozen dataclass with every architectural setting.
+- ``NetworkConfig``: frozen dataclass with every architectural setting (nested in
+  ``ppo_agent.PPOConfig`` as ``PPOConfig.net``; its leaves are the ``--network``,
+  ``--hidden_size``, ... flags of ``train.py``).
 - ``ActorCritic``: ``keras.Model`` mapping a batch of observations to
   ``(dist_params, value)``; ``dist_params`` are categorical logits for ``Discrete`` action
   spaces and the Gaussian mean for ``Box`` ones, whose state-independent log-std is the
@@ -63,8 +65,8 @@ UNROLL_MAX_WINDOW = 32  # LSTM windows up to this length are unrolled (see the L
 class NetworkConfig:
     """Architecture of the actor-critic network."""
 
-    kind: str = "auto"
-    """``"auto"`` (``conv_lstm`` for market Dict observations, ``mlp`` otherwise), ``"mlp"`` or ``"conv_lstm"``."""
+    network: str = "auto"
+    """Architecture: ``"auto"`` (``conv_lstm`` for market Dict observations, ``mlp`` otherwise), ``"mlp"`` or ``"conv_lstm"``."""
     hidden_size: int = 64
     """Units of each layer of the MLP trunk."""
     n_hidden_layers: int = 2
@@ -87,12 +89,10 @@ class NetworkConfig:
     """Orthogonal initialisation, gain sqrt(2) hidden, 0.01 actor head, 1 critic head, zero biases."""
     log_std_init: float = 0.0
     """Initial value of the state-independent Gaussian log-std (continuous actions only)."""
-    dtype_policy: str = "float32"
-    """Keras dtype policy of the hidden layers (``"mixed_bfloat16"`` on GPU); heads stay float32."""
 
     def __post_init__(self) -> None:
-        if self.kind not in NETWORK_KINDS:
-            raise ValueError(f"network kind must be one of {NETWORK_KINDS}, got {self.kind!r}")
+        if self.network not in NETWORK_KINDS:
+            raise ValueError(f"network kind must be one of {NETWORK_KINDS}, got {self.network!r}")
         if self.activation not in ("tanh", "relu"):
             raise ValueError(f"activation must be 'tanh' or 'relu', got {self.activation!r}")
         for name in ("hidden_size", "conv_filters", "conv_kernel", "conv_layers", "lstm_units"):
@@ -159,6 +159,10 @@ class ActorCritic(keras.Model):
     Call it on a batch of (already normalised) observations, a float32 array for ``Box``
     spaces or a dict of arrays for ``Dict`` spaces; it returns ``(dist_params, value)`` with
     shapes ``(B, n_actions | act_dim)`` and ``(B,)``, both float32.
+
+    ``dtype_policy`` is the Keras dtype policy of the hidden layers (``"mixed_bfloat16"``
+    for mixed precision on GPU); the heads stay float32. It is a build-time choice of the
+    agent (from ``PPOConfig.mixed_precision`` and the device), not an architecture setting.
     """
 
     def __init__(
@@ -167,6 +171,7 @@ class ActorCritic(keras.Model):
         action_space: gym.Space,
         config: NetworkConfig,
         seed: int = 0,
+        dtype_policy: str = "float32",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -180,8 +185,9 @@ class ActorCritic(keras.Model):
             raise ValueError(f"unsupported action space {action_space} (Discrete or 1-D Box)")
         if not isinstance(observation_space, gym.spaces.Box | gym.spaces.Dict):
             raise ValueError(f"unsupported observation space {observation_space} (Box or Dict)")
-        self.kind = resolve_network_kind(observation_space, config.kind)
+        self.kind = resolve_network_kind(observation_space, config.network)
         self.net_config = config
+        self.hidden_dtype_policy = dtype_policy  # (Keras models have their own `dtype_policy`)
         self.obs_keys: tuple[str, ...] | None = (
             tuple(observation_space.spaces) if isinstance(observation_space, gym.spaces.Dict) else None
         )
@@ -212,7 +218,7 @@ class ActorCritic(keras.Model):
     def _make_body(self, space: gym.Space, init: _Init, name: str) -> keras.Model:
         """Encoder + MLP trunk as a functional sub-model (observation → feature vector)."""
         cfg = self.net_config
-        dt = cfg.dtype_policy
+        dt = self.hidden_dtype_policy
         if isinstance(space, gym.spaces.Dict):
             inputs = {k: keras.Input(shape=s.shape, name=k) for k, s in space.spaces.items()}
         else:
@@ -279,7 +285,8 @@ def dummy_batch(observation_space: gym.Space, batch: int = 1) -> Any:
 
 
 def build_actor_critic(
-    observation_space: gym.Space, action_space: gym.Space, config: NetworkConfig, seed: int = 0
+    observation_space: gym.Space, action_space: gym.Space, config: NetworkConfig, seed: int = 0,
+    dtype_policy: str = "float32",
 ) -> ActorCritic:
     """Build an ``ActorCritic`` and create its weights (deterministic for a given seed).
 
@@ -288,10 +295,11 @@ def build_actor_critic(
         action_space: ``Discrete`` or 1-D ``Box`` action space.
         config: architecture.
         seed: seed of every initialiser.
+        dtype_policy: Keras dtype policy of the hidden layers (heads stay float32).
 
     Returns:
         The built model.
     """
-    model = ActorCritic(observation_space, action_space, config, seed=seed)
+    model = ActorCritic(observation_space, action_space, config, seed=seed, dtype_policy=dtype_policy)
     model(dummy_batch(observation_space, 1))
     return model

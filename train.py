@@ -18,7 +18,6 @@ Public names:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import logging
 import math
@@ -29,21 +28,20 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-# Hide TensorFlow's C++ INFO/WARNING logs; set before any module imports TensorFlow. A few
-# start-up lines that TensorFlow prints before its logging is initialised still show.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import orjson
+import pandas as pd
 
-import numpy as np  # noqa: E402
-import orjson  # noqa: E402
-import pandas as pd  # noqa: E402
-
-import evaluate  # noqa: E402
-import utils  # noqa: E402
+import cli  # sets TensorFlow's C++ log level; TensorFlow itself is imported later, by ppo_agent
+import evaluation
+import plots
+import utils
+from cli import save_model
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +241,7 @@ class TrainingMonitor:
         """Redraw ``training_curves.png`` from the log."""
         df = pd.DataFrame(self.rows, columns=list(LOG_COLUMNS))
         ev = df[np.isfinite(df["eval_pnl_mean"].astype(float))][["timesteps", "eval_pnl_mean"]]
-        utils.plot_training_curves(df, self.run_dir / "training_curves.png", ev)
+        plots.plot_training_curves(df, self.run_dir / "training_curves.png", ev)
 
     def save_checkpoint(self, agent: Any) -> Path:
         """Save ``checkpoints/update_<n>`` (weights, optimiser, normaliser, counters) and ``latest.json``."""
@@ -270,23 +268,6 @@ class TrainingMonitor:
 
 def _f(v: float) -> str:
     return "-" if v is None or not np.isfinite(v) else f"{v:.3g}"
-
-
-def save_model(agent: Any, path: Path, model_meta: dict[str, Any]) -> None:
-    """``agent.save`` into a temp folder renamed over ``path`` (never a half-written model)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    agent.save(tmp)
-    utils.atomic_write_json(tmp / evaluate.ENV_CONFIG_FILE, model_meta)
-    if path.exists():
-        old = path.with_name(f".{path.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, path)
 
 
 def _latest_checkpoint(run_dir: Path) -> Path | None:
@@ -349,7 +330,7 @@ def make_vector_env(env_config: Any, n_envs: int, kind: str) -> Any:
     """``n_envs`` copies of the market env in a gymnasium vector env."""
     import gymnasium as gym
 
-    fns = [functools.partial(evaluate.make_env, env_config) for _ in range(n_envs)]
+    fns = [functools.partial(cli.make_env, env_config) for _ in range(n_envs)]
     if kind == "async":
         # "spawn", not "fork": forking a process that has initialised TensorFlow can deadlock.
         return gym.vector.AsyncVectorEnv(fns, context="spawn")
@@ -403,7 +384,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, dict[str, str]]]:
             p, EnvConfig, title="environment (EnvConfig)",
             exclude=("data_path", "symbol", "time_range", "seed")),
     }
-    ppo_fields = {f.name for f in dataclasses.fields(PPOConfig)}
+    ppo_fields = set(utils.flat_field_paths(PPOConfig))  # leaves, the nested NetworkConfig's included
     clash = ppo_fields & (set(maps["env"].values()) | set(maps["train"].values()))
     maps["ppo"] = utils.add_dataclass_arguments(p, PPOConfig, title="PPO (PPOConfig)", exclude=clash,
                                                 defaults=TRAIN_PPO_DEFAULTS)
@@ -415,20 +396,35 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, dict[str, str]]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
-    try:
+
+    def body() -> int:
         parser, maps = build_parser()
-        args = parser.parse_args(argv)
-        return _train(args, maps)
-    except KeyboardInterrupt:
-        print("train.py: interrupted before training started; nothing saved", file=sys.stderr)
-        return 130
-    except (utils.CliError, ValueError, OSError) as exc:
-        if debug:
-            raise
-        print(f"train.py: error: {exc}", file=sys.stderr)
-        return 2
+        return _train(parser.parse_args(argv), maps)
+
+    return cli.run_cli("train.py", body, argv, interrupted="interrupted before training started; nothing saved")
+
+
+def _data_split(args: argparse.Namespace) -> tuple[list[Path], list[Path], tuple[float, float], tuple[float, float]]:
+    """``(train_files, eval_files, train_range, eval_range)`` from the data flags."""
+    if args.data_path:
+        train_files = cli.resolve_data_paths(args.data_path)
+    else:
+        from synthetic_market import default_dataset
+
+        logger.info("no --data_path: using the synthetic market (generated once into data/)")
+        train_files = [Path(default_dataset())]
+    if args.eval_data_path:
+        eval_files = cli.resolve_data_paths(args.eval_data_path)
+        train_range = cli.parse_range(args.train_range, "--train_range") or (0.0, 1.0)
+        eval_range = cli.parse_range(args.eval_range, "--eval_range") or (0.0, 1.0)
+    else:
+        eval_files = train_files
+        train_range = cli.parse_range(args.train_range, "--train_range") or (0.0, 0.7)
+        eval_range = cli.parse_range(args.eval_range, "--eval_range") or (0.7, 1.0)
+        if train_range[1] > eval_range[0] and eval_range[1] > train_range[0]:
+            raise utils.CliError(f"--train_range {train_range} and --eval_range {eval_range} overlap: "
+                                 "the held-out evaluation would see training data")
+    return train_files, eval_files, train_range, eval_range
 
 
 def _resolve_new_run(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> dict[str, Any]:
@@ -436,28 +432,12 @@ def _resolve_new_run(args: argparse.Namespace, maps: dict[str, dict[str, str]]) 
     from ppo_agent import PPOConfig
 
     settings = utils.dataclass_from_args(TrainSettings, args, maps["train"])
-    if args.data_path:
-        train_files = evaluate.resolve_data_paths(args.data_path)
-    else:
-        from synthetic_market import default_dataset
-
-        logger.info("no --data_path: using the synthetic market (generated once into data/)")
-        train_files = [Path(default_dataset())]
-    if args.eval_data_path:
-        eval_files = evaluate.resolve_data_paths(args.eval_data_path)
-        train_range = evaluate.parse_range(args.train_range, "--train_range") or (0.0, 1.0)
-        eval_range = evaluate.parse_range(args.eval_range, "--eval_range") or (0.0, 1.0)
-    else:
-        eval_files = train_files
-        train_range = evaluate.parse_range(args.train_range, "--train_range") or (0.0, 0.7)
-        eval_range = evaluate.parse_range(args.eval_range, "--eval_range") or (0.7, 1.0)
-        if train_range[1] > eval_range[0] and eval_range[1] > train_range[0]:
-            raise utils.CliError(f"--train_range {train_range} and --eval_range {eval_range} overlap: "
-                                 "the held-out evaluation would see training data")
-    base = EnvConfig(data_path=evaluate.env_data_path(train_files), symbol=args.symbol,
-                     time_range=train_range)
+    train_files, eval_files, train_range, eval_range = _data_split(args)
+    base = utils.from_flat(EnvConfig, data_path=cli.env_data_path(train_files), symbol=args.symbol,
+                           time_range=train_range)
     env_cfg = utils.dataclass_from_args(EnvConfig, args, maps["env"], base=base)
-    ppo_cfg = utils.dataclass_from_args(PPOConfig, args, maps["ppo"], base=PPOConfig(**TRAIN_PPO_DEFAULTS))
+    ppo_base = utils.from_flat(PPOConfig, **TRAIN_PPO_DEFAULTS)
+    ppo_cfg = utils.dataclass_from_args(PPOConfig, args, maps["ppo"], base=ppo_base)
     return {"settings": settings, "env": env_cfg, "ppo": ppo_cfg, "train_files": train_files,
             "eval_files": eval_files, "train_range": train_range, "eval_range": eval_range}
 
@@ -479,6 +459,7 @@ def _resume_run(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> tu
     settings = utils.dataclass_from_dict(TrainSettings, params["train_settings"], source=str(params_file))
     # Loop settings (budget, intervals, final evaluation) may change on resume.
     settings = utils.dataclass_from_args(TrainSettings, args, maps["train"], base=settings)
+    # The saved configs are nested dicts, or flat ones written before the nesting: both load.
     run = {
         "settings": settings,
         "env": utils.dataclass_from_dict(EnvConfig, params["env_config"], source=str(params_file)),
@@ -495,73 +476,98 @@ def _resume_run(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> tu
     return run_dir, run, params
 
 
-def _train(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> int:  # noqa: C901
-    from ppo_agent import PPOAgent
-
+def _train(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> int:
     if args.resume:
         run_dir, run, params = _resume_run(args, maps)
         ckpt = _latest_checkpoint(run_dir)
         if ckpt is None:
             raise utils.CliError(f"--resume {run_dir}: no checkpoint to resume from")
     else:
-        run = _resolve_new_run(args, maps)
-        ckpt, params = None, {}
+        run, ckpt, params, run_dir = _resolve_new_run(args, maps), None, {}, None
     settings: TrainSettings = run["settings"]
     env_cfg = run["env"]
-    eval_cfg = dataclasses.replace(env_cfg, data_path=evaluate.env_data_path(run["eval_files"]),
-                                   time_range=run["eval_range"])
+    eval_cfg = utils.replace_flat(env_cfg, data_path=cli.env_data_path(run["eval_files"]),
+                                  time_range=run["eval_range"])
     total = settings.total_timesteps or settings.num_episodes * steps_per_episode(env_cfg)
-    model_meta = {"env_config": utils.dataclass_to_dict(env_cfg),
-                  "held_out": {"data_path": [str(p) for p in run["eval_files"]],
-                               "time_range": list(run["eval_range"])}}
-
+    model_meta = cli.model_metadata(env_cfg, run["eval_files"], run["eval_range"])
     envs = make_vector_env(env_cfg, settings.n_envs, settings.vector_env)
     if ckpt is not None:
-        agent = PPOAgent.load(ckpt)
-        seed = agent.seed
-        logger.info("resuming %s from %s at step %d (update %d)", run_dir, ckpt.name,
-                    agent.num_timesteps, agent.num_updates)
+        agent, seed = _resumed_agent(run_dir, ckpt, params)
+        params["train_settings"] = utils.dataclass_to_dict(settings)  # loop settings may change on resume
     else:
-        seed = args.seed
-        agent = PPOAgent(envs.single_observation_space, envs.single_action_space, run["ppo"], seed=seed)
-        run_name = args.run_name or f"ppo_{env_cfg.symbol or _symbol_of(run['train_files'])}_{env_cfg.action_mode}_s{seed}"
-        run_dir = Path(args.results_dir) / f"{run_name}_{time.strftime('%Y%m%d-%H%M%S')}"
-        run_dir.mkdir(parents=True, exist_ok=False)
-        params = {
-            "run_name": run_name, "run_dir": str(run_dir), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "command": [sys.executable, *sys.argv], "seed": seed, "git_commit": git_commit(),
-            "env_config": utils.dataclass_to_dict(env_cfg),
-            "eval_env_config": utils.dataclass_to_dict(eval_cfg),
-            "ppo_config": utils.dataclass_to_dict(run["ppo"]),
-            "train_settings": utils.dataclass_to_dict(settings),
-            "data": {"train": data_entry(run["train_files"], run["train_range"]),
-                     "eval": data_entry(run["eval_files"], run["eval_range"])},
-            "steps_per_episode": steps_per_episode(env_cfg),
-            "versions": package_versions(), "device": device_info(agent), "resumed": [],
-        }
+        agent, seed, run_dir, params = _new_run(args, run, envs, eval_cfg)
     params["total_timesteps"] = total
-    if ckpt is not None:
-        params["train_settings"] = utils.dataclass_to_dict(settings)
-        params.setdefault("resumed", []).append({
-            "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "checkpoint": ckpt.name,
-            "num_timesteps": agent.num_timesteps, "command": [sys.executable, *sys.argv]})
     utils.atomic_write_json(run_dir / "params.json", params)
     logger.info("run folder: %s (budget %d steps, %d steps per episode)", run_dir, total,
                 steps_per_episode(env_cfg))
+    monitor = _make_monitor(run_dir, settings, model_meta, agent, ckpt is not None, total,
+                            _periodic_eval_fn(eval_cfg, settings, seed), args)
+    _learn_with_sigint(agent, envs, total, monitor)
+    return _finish(agent, monitor, run_dir, model_meta, (env_cfg, eval_cfg), settings, seed, args)
 
-    eval_fn = None
-    if settings.eval_interval:
-        eval_env_cache: dict[str, Any] = {}
 
-        def eval_fn(a: Any) -> tuple[float, float]:
-            policy = {"agent": evaluate.AgentPolicy(a, env_cfg.action_mode, freeze=False)}
-            eps, _, _ = evaluate.evaluate_policies(policy, eval_cfg, settings.eval_episodes,
-                                                   seed + 10_000, progress=False, env_cache=eval_env_cache)
-            pnl = np.asarray(eps["pnl"], dtype=np.float64)
-            return float(pnl.mean()), float(pnl.std(ddof=1)) if pnl.size > 1 else math.nan
+def _resumed_agent(run_dir: Path, ckpt: Path, params: dict[str, Any]) -> tuple[Any, int]:
+    """The agent of the latest checkpoint; records the resumption in ``params``."""
+    from ppo_agent import PPOAgent
 
+    agent = PPOAgent.load(ckpt)
+    logger.info("resuming %s from %s at step %d (update %d)", run_dir, ckpt.name,
+                agent.num_timesteps, agent.num_updates)
+    params.setdefault("resumed", []).append({
+        "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "checkpoint": ckpt.name,
+        "num_timesteps": agent.num_timesteps, "command": [sys.executable, *sys.argv]})
+    return agent, agent.seed
+
+
+def _new_run(args: argparse.Namespace, run: dict[str, Any], envs: Any, eval_cfg: Any
+             ) -> tuple[Any, int, Path, dict[str, Any]]:
+    """A fresh agent, its run folder (created) and the ``params.json`` record of the run."""
+    from ppo_agent import PPOAgent
+
+    env_cfg, seed = run["env"], args.seed
+    agent = PPOAgent(envs.single_observation_space, envs.single_action_space, run["ppo"], seed=seed)
+    symbol = utils.get_flat(env_cfg, "symbol") or _symbol_of(run["train_files"])
+    run_name = args.run_name or f"ppo_{symbol}_{utils.get_flat(env_cfg, 'action_mode')}_s{seed}"
+    run_dir = Path(args.results_dir) / f"{run_name}_{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir.mkdir(parents=True, exist_ok=False)
+    params = {
+        "run_name": run_name, "run_dir": str(run_dir), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": [sys.executable, *sys.argv], "seed": seed, "git_commit": git_commit(),
+        "env_config": utils.dataclass_to_dict(env_cfg),
+        "eval_env_config": utils.dataclass_to_dict(eval_cfg),
+        "ppo_config": utils.dataclass_to_dict(run["ppo"]),
+        "train_settings": utils.dataclass_to_dict(run["settings"]),
+        "data": {"train": data_entry(run["train_files"], run["train_range"]),
+                 "eval": data_entry(run["eval_files"], run["eval_range"])},
+        "steps_per_episode": steps_per_episode(env_cfg),
+        "versions": package_versions(), "device": device_info(agent), "resumed": [],
+    }
+    return agent, seed, run_dir, params
+
+
+def _periodic_eval_fn(eval_cfg: Any, settings: TrainSettings, seed: int
+                      ) -> Callable[[Any], tuple[float, float]] | None:
+    """``eval_fn(agent) -> (mean, std)`` of the held-out PnL (same start times every time), or ``None``."""
+    if not settings.eval_interval:
+        return None
+    env_cache: dict[str, Any] = {}
+    action_mode = utils.get_flat(eval_cfg, "action_mode")
+
+    def eval_fn(agent: Any) -> tuple[float, float]:
+        policy = {"agent": evaluation.AgentPolicy(agent, action_mode)}
+        eps, _, _ = evaluation.evaluate_policies(policy, eval_cfg, settings.eval_episodes, seed + 10_000,
+                                                 progress=False, env_cache=env_cache)
+        pnl = np.asarray(eps["pnl"], dtype=np.float64)
+        return float(pnl.mean()), float(pnl.std(ddof=1)) if pnl.size > 1 else math.nan
+
+    return eval_fn
+
+
+def _make_monitor(run_dir: Path, settings: TrainSettings, model_meta: dict[str, Any], agent: Any,
+                  resumed: bool, total: int, eval_fn: Any, args: argparse.Namespace) -> TrainingMonitor:
+    """The ``learn`` callback; on resume it continues the log, the best PnL and the wall clock."""
     rows, best, wall = [], -math.inf, 0.0
-    if ckpt is not None:
+    if resumed:
         log_file = run_dir / "training_log.csv"
         if log_file.is_file():
             df = pd.read_csv(log_file)
@@ -570,9 +576,13 @@ def _train(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> int:  #
         saved_best = latest.get("best_eval_pnl")  # None: no periodic evaluation yet
         best = -math.inf if saved_best is None else float(saved_best)
         wall = float(latest.get("wall_s", 0.0))
-    monitor = TrainingMonitor(run_dir, settings, model_meta, eval_fn, total,
-                              start_timesteps=agent.num_timesteps, log_rows=rows, best_eval=best,
-                              progress=not args.no_progress, wall_offset=wall)
+    return TrainingMonitor(run_dir, settings, model_meta, eval_fn, total,
+                           start_timesteps=agent.num_timesteps, log_rows=rows, best_eval=best,
+                           progress=not args.no_progress, wall_offset=wall)
+
+
+def _learn_with_sigint(agent: Any, envs: Any, total: int, monitor: TrainingMonitor) -> None:
+    """``agent.learn``; the first Ctrl-C stops after the current update, the second at once."""
 
     def on_sigint(signum: int, frame: Any) -> None:
         if monitor.stop_requested:  # second Ctrl-C: give up at once
@@ -589,6 +599,11 @@ def _train(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> int:  #
         signal.signal(signal.SIGINT, previous)
         monitor.close()
         envs.close()
+
+
+def _finish(agent: Any, monitor: TrainingMonitor, run_dir: Path, model_meta: dict[str, Any],
+            configs: tuple[Any, Any], settings: TrainSettings, seed: int, args: argparse.Namespace) -> int:
+    """After ``learn``: NaN stop, Ctrl-C stop, or the final models and evaluation; the exit code."""
     if monitor.stopped_by_nan:
         print(f"train.py: error: {monitor.stopped_by_nan}", file=sys.stderr)
         monitor.plot()
@@ -609,7 +624,7 @@ def _train(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> int:  #
     monitor.plot()
     if settings.final_eval:
         try:
-            _final_evaluation(agent, env_cfg, eval_cfg, settings, seed, run_dir, args)
+            _final_evaluation(agent, *configs, settings, seed, run_dir, args)
         except KeyboardInterrupt:
             print(f"train.py: final evaluation interrupted; the trained models are in {run_dir / 'models'} "
                   f"(evaluate them with evaluate.py --model_path ...)", file=sys.stderr)
@@ -621,20 +636,21 @@ def _train(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> int:  #
 def _final_evaluation(agent: Any, env_cfg: Any, eval_cfg: Any, settings: TrainSettings, seed: int,
                       run_dir: Path, args: argparse.Namespace) -> None:
     cache: dict[str, Any] = {}
-    calibration = {"data_path": env_cfg.data_path, "symbol": env_cfg.symbol,
-                   "time_range": list(env_cfg.time_range)}  # the training part: no look-ahead
-    policies = evaluate.build_policies(agent, eval_cfg, None, seed, cache, calibration)
+    # AS/GLFT calibrate on the training part: no look-ahead.
+    calibration = {"data_path": utils.get_flat(env_cfg, "data_path"), "symbol": utils.get_flat(env_cfg, "symbol"),
+                   "time_range": list(utils.get_flat(env_cfg, "time_range"))}
+    policies = evaluation.build_policies(agent, eval_cfg, None, seed, cache, calibration)
     logger.info("final evaluation on the held-out data: %s, %d episodes each", list(policies),
                 settings.final_eval_episodes)
-    summary, _ = evaluate.run_evaluation(
+    summary, _ = evaluation.run_evaluation(
         policies, eval_cfg, run_dir / "evaluation", n_episodes=settings.final_eval_episodes,
         seed=seed, visualize_first=True, progress=not args.no_progress, env_cache=cache,
         extra_meta={"model_path": str(run_dir / "models" / "final_model"), "calibration": calibration},
     )
     for env in cache.values():
         env.close()
-    print(evaluate.format_table(summary))
-    print(evaluate.table_footnote(summary))
+    print(evaluation.format_table(summary))
+    print(evaluation.table_footnote(summary))
 
 
 def _symbol_of(files: Sequence[Path]) -> str:

@@ -1,19 +1,23 @@
-"""Shared helpers: atomic file writes, running statistics, metrics, plotting and CLI plumbing.
+"""Shared helpers: atomic file writes, running statistics, metrics and the config/flag plumbing.
 
 Public names:
 
 - ``atomic_write_bytes`` / ``atomic_write_text`` / ``atomic_write_json``: write a file so
   that a crash or Ctrl-C leaves either the old or the new content, never a half file.
 - ``RunningMeanStd``: parallel-algorithm running mean/variance with a frozen flag and a
-  JSON-serialisable state, used by the observation normaliser of the env and the agent.
+  JSON-serialisable state, used by the agent's observation normaliser.
 - Metrics (assumptions in each docstring and in the README section "Research workflow"): ``SECONDS_PER_YEAR``,
   ``periods_per_year``, ``sharpe_ratio``, ``sortino_ratio``, ``max_drawdown``,
-  ``bootstrap_ci``, ``fill_markouts_bps``, ``markout_summary``, ``horizon_label``.
-- Plotting (matplotlib Agg, atomic saves): ``save_figure``, ``plot_training_curves``,
-  ``plot_evaluation_comparison``, ``plot_episode``.
-- CLI plumbing: ``CliError``, ``OneLineErrorParser``, ``field_docstrings``,
+  ``bootstrap_ci``, ``markout_summary``, ``horizon_label`` (the one labelling of markout
+  horizons: ``markout_bps_<horizon_label(h)>``). Markouts are computed by the env only.
+- Config plumbing: ``CliError``, ``OneLineErrorParser``, ``field_docstrings``,
   ``add_dataclass_arguments``, ``dataclass_from_args``, ``dataclass_to_dict``,
-  ``dataclass_from_dict``, ``sha256_file``.
+  ``dataclass_from_dict``, nested configs (``flat_field_paths``, ``from_flat``,
+  ``replace_flat``, ``get_flat``, ``flat_dict``), ``flag_rows`` (the flag tables of the docs),
+  ``sha256_file``.
+
+Plots are in ``plots.py``; the set-up the two scripts share (data paths, env, saved models,
+logging, error handling) is in ``cli.py``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import dataclasses
 import hashlib
 import inspect
 import os
+import re
 import tempfile
 import textwrap
 import types
@@ -349,67 +354,15 @@ def bootstrap_ci(
     return (float(lo), float(hi))
 
 
-def fill_markouts_bps(
-    fill_ts: Any,
-    fill_side: Any,
-    fill_price: Any,
-    mid_ts: Any,
-    mid: Any,
-    horizons_ms: Any = (100, 1_000, 5_000, 30_000),
-) -> np.ndarray:
-    """Markout of each fill at each horizon, in basis points of the fill price.
-
-    ``markout(h) = side * (mid(t + h) - price) / price * 1e4`` with ``side`` +1 for our buy,
-    -1 for our sell, and ``mid(t + h)`` the last mid observed at or before ``t + h`` (a step
-    function of the sampled mids, so the precision is the mid sampling interval). Positive
-    means the fill made money against the later mid; negative means adverse selection.
-    Horizons that reach past the last mid observation give ``nan``.
-
-    Args:
-        fill_ts: fill times (ms).
-        fill_side: +1 (we bought) or -1 (we sold) per fill.
-        fill_price: fill prices (price units).
-        mid_ts: increasing times (ms) of the mid observations.
-        mid: mid prices at ``mid_ts``.
-        horizons_ms: the horizons in ms.
-
-    Returns:
-        Array of shape ``(n_fills, n_horizons)``.
-
-    >>> fill_markouts_bps([0], [1], [100.0], [0, 1000], [100.0, 100.5], horizons_ms=[1000, 2000])
-    array([[50., nan]])
-    >>> fill_markouts_bps([0], [-1], [100.0], [0, 1000], [100.0, 100.5], horizons_ms=[1000])
-    array([[-50.]])
-    """
-    ft = np.asarray(fill_ts, dtype=np.float64).reshape(-1)
-    fs = np.asarray(fill_side, dtype=np.float64).reshape(-1)
-    fp = np.asarray(fill_price, dtype=np.float64).reshape(-1)
-    mt = np.asarray(mid_ts, dtype=np.float64).reshape(-1)
-    mv = np.asarray(mid, dtype=np.float64).reshape(-1)
-    hz = np.asarray(horizons_ms, dtype=np.float64).reshape(-1)
-    if not (ft.size == fs.size == fp.size):
-        raise ValueError("fill_ts, fill_side and fill_price must have the same length")
-    if mt.size != mv.size:
-        raise ValueError("mid_ts and mid must have the same length")
-    if mt.size > 1 and np.any(np.diff(mt) < 0):
-        raise ValueError("mid_ts must be non-decreasing")
-    out = np.full((ft.size, hz.size), np.nan)
-    if ft.size == 0 or mt.size == 0:
-        return out
-    target = ft[:, None] + hz[None, :]
-    idx = np.searchsorted(mt, target, side="right") - 1
-    valid = (idx >= 0) & (target <= mt[-1])
-    m = mv[np.clip(idx, 0, mt.size - 1)]
-    vals = fs[:, None] * (m - fp[:, None]) / fp[:, None] * 1e4
-    out[valid] = vals[valid]
-    return out
-
-
 def markout_summary(markouts: np.ndarray, horizons_ms: Any) -> dict[str, float]:
     """Mean markout per horizon and the share of adversely-selected fills.
 
+    The markouts themselves are computed once, by the env (``info["episode"]["fills"][i]
+    ["markouts_bps"]``, one value per ``info["episode"]["markout_horizons_ms"]``, ``None``
+    while unresolved); this only summarises such rows (``None`` given as ``nan``).
+
     Args:
-        markouts: ``(n_fills, n_horizons)`` from ``fill_markouts_bps``.
+        markouts: ``(n_fills, n_horizons)`` markouts in bps, ``nan`` where unresolved.
         horizons_ms: the horizons, same order as the columns.
 
     Returns:
@@ -608,7 +561,11 @@ def _add_fields(parser: argparse.ArgumentParser, group: Any, cls: type, excluded
         if f.name in excluded or not f.init:
             continue
         if _nested_type(hints[f.name]) is not None:
-            added.update(_add_fields(parser, group, hints[f.name], excluded, prefix, defaults,
+            # A nested config gets its own group, titled by its path and class, so that --help
+            # (and docs/gen_flag_tables.py) group the flags by config class.
+            sub = hints[f.name]
+            sub_group = parser.add_argument_group(f"{group.title}: {f.name} ({sub.__name__})")
+            added.update(_add_fields(parser, sub_group, sub, excluded, prefix, defaults,
                                      f"{owner}.{f.name}"))
             continue
         flag = f"--{prefix}{f.name}"
@@ -721,15 +678,41 @@ def replace_flat(obj: Any, **changes: Any) -> Any:
     return _build_nested(type(obj), obj, values)
 
 
+def from_flat(cls: type, **leaves: Any) -> Any:
+    """Build a config from leaf names, through nested configs (``cls(**leaves)`` for a flat one).
+
+    The unset leaves, and whole nested configs none of whose leaves is given, take their
+    defaults. ``from_flat(PPOConfig, network="mlp", n_steps=64)`` is
+    ``PPOConfig(n_steps=64, net=NetworkConfig(network="mlp"))``.
+
+    Raises:
+        TypeError: an unknown leaf name.
+        ValueError: a value the config rejects (its own message).
+    """
+    paths = flat_field_paths(cls)
+    unknown = [k for k in leaves if k not in paths]
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no field {unknown[0]!r}")
+    return _build_nested(cls, None, {paths[k]: v for k, v in leaves.items()})
+
+
+def get_flat(obj: Any, leaf: str) -> Any:
+    """The value of leaf field ``leaf`` of a config, wherever it is nested.
+
+    Raises:
+        AttributeError: no such leaf.
+    """
+    path = flat_field_paths(type(obj)).get(leaf)
+    if path is None:
+        raise AttributeError(f"{type(obj).__name__} has no field {leaf!r}")
+    for name in path:
+        obj = getattr(obj, name)
+    return obj
+
+
 def flat_dict(obj: Any) -> dict[str, Any]:
     """Leaf name -> value of a config with nested configs (the inverse of ``replace_flat``)."""
-    out: dict[str, Any] = {}
-    for leaf, path in flat_field_paths(type(obj)).items():
-        v = obj
-        for name in path:
-            v = getattr(v, name)
-        out[leaf] = v
-    return out
+    return {leaf: get_flat(obj, leaf) for leaf in flat_field_paths(type(obj))}
 
 
 def _field_default(f: dataclasses.Field) -> Any:
@@ -744,6 +727,41 @@ def _fmt_default(v: Any) -> str:
     if isinstance(v, tuple | list):
         return " ".join(str(x) for x in v) if v else "()"
     return str(v)
+
+
+_DEFAULT_SUFFIX = re.compile(r"^(?P<doc>.*?) ?\((?P<default>default: .*)\)$", re.DOTALL)
+
+
+def flag_rows(parser: argparse.ArgumentParser) -> list[tuple[str, str, str, str]]:
+    """``(group title, flags, default, help)`` of every option of ``parser``, as ``--help`` shows them.
+
+    The default is the ``(default: ...)`` suffix of the help (the flags of
+    ``add_dataclass_arguments`` always end so), else the argparse default (``-`` for none,
+    ``off`` for a switch). ``-h`` is left out.
+    Used by ``docs/gen_flag_tables.py``.
+
+    >>> p = OneLineErrorParser(prog="x")
+    >>> _ = p.add_argument("--n", type=int, default=3, help="count")
+    >>> flag_rows(p)
+    [('options', '--n', '3', 'count')]
+    """
+    rows = []
+    for group in parser._action_groups:  # argparse's own formatter walks the same list
+        for action in group._group_actions:
+            if isinstance(action, argparse._HelpAction) or not action.option_strings:
+                continue
+            text = " ".join((action.help or "").replace("%%", "%").split())
+            m = _DEFAULT_SUFFIX.match(text)
+            if m:  # the generated flags' "(default: ...)", or one a script wrote the same way
+                text, default = m["doc"], m["default"].removeprefix("default: ")
+            elif isinstance(action, argparse._StoreTrueAction):
+                default = "off"
+            elif action.default is None or action.default is argparse.SUPPRESS:
+                default = "-"
+            else:
+                default = _fmt_default(action.default)
+            rows.append((str(group.title), ", ".join(action.option_strings), default, text))
+    return rows
 
 
 def dataclass_from_args(
@@ -865,301 +883,3 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-# ---------------------------------------------------------------------------------------
-# Plotting (matplotlib, Agg backend: no display needed; every figure saved atomically)
-# ---------------------------------------------------------------------------------------
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 110) -> Path:
-    """Save a matplotlib figure as PNG atomically (render to memory, then atomic write) and close it."""
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    _pyplot().close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
-
-
-def _col(df: Any, name: str) -> np.ndarray | None:
-    if name in df.columns:
-        values = np.asarray(df[name], dtype=np.float64)
-        if np.isfinite(values).any():
-            return values
-    return None
-
-
-def plot_training_curves(log: Any, path: str | os.PathLike, eval_log: Any = None) -> Path:
-    """Draw the training curves of a run into one PNG.
-
-    Panels (x axis: environment steps): episode reward vs episode PnL (with the held-out
-    evaluation PnL when given), fill ratio, adverse-selection ratio, maker-volume ratio,
-    inventory (mean |q| and max |q|), losses (policy, value) with the entropy.
-
-    Args:
-        log: ``pandas.DataFrame`` of ``training_log.csv`` (columns as documented there).
-        path: the PNG to write.
-        eval_log: optional DataFrame with ``timesteps`` and ``eval_pnl_mean`` columns.
-
-    Returns:
-        The written path.
-    """
-    plt = _pyplot()
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8), constrained_layout=True)
-    x = np.asarray(log["timesteps"], dtype=np.float64) if len(log) else np.array([])
-
-    def line(ax: Any, col: str, label: str, **kw: Any) -> None:
-        # Episode metrics exist only for updates in which an episode finished: join the
-        # points that exist instead of leaving gaps (markers show where they are).
-        y = _col(log, col)
-        if y is not None:
-            ok = np.isfinite(y)
-            ax.plot(x[ok], y[ok], label=label, marker="." if ok.sum() < 60 else None, **kw)
-
-    ax = axes[0, 0]
-    line(ax, "reward", "episode reward", color="tab:blue")
-    ax.set_ylabel("reward")
-    ax2 = ax.twinx()
-    y = _col(log, "pnl")
-    if y is not None:
-        ok = np.isfinite(y)
-        ax2.plot(x[ok], y[ok], color="tab:orange", marker=".", label="episode PnL (train)")
-    if eval_log is not None and len(eval_log):
-        ax2.plot(eval_log["timesteps"], eval_log["eval_pnl_mean"], "o--", color="tab:red",
-                 label="PnL (held-out eval)")
-    ax2.set_ylabel("PnL (quote ccy)")
-    h1, l1 = ax.get_legend_handles_labels()
-    h2, l2 = ax2.get_legend_handles_labels()
-    if h1 + h2:
-        ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="best")
-    ax.set_title("Reward vs PnL")
-    for ax, col, title in (
-        (axes[0, 1], "fill_ratio", "Fill ratio (fills / orders placed)"),
-        (axes[0, 2], "adverse_selection_ratio", "Adverse-selection ratio"),
-        (axes[1, 0], "maker_volume_ratio", "Maker-volume ratio"),
-    ):
-        line(ax, col, col)
-        ax.set_title(title)
-    ax = axes[1, 1]
-    line(ax, "inventory_abs_mean", "mean |inventory|")
-    line(ax, "inventory_max_abs", "max |inventory|", linestyle="--")
-    ax.set_title("Inventory (lots)")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
-    ax = axes[1, 2]
-    line(ax, "policy_loss", "policy loss")
-    line(ax, "value_loss", "value loss")
-    ax.set_yscale("symlog", linthresh=1e-3)
-    ax3 = ax.twinx()
-    y = _col(log, "entropy")
-    if y is not None:
-        ok = np.isfinite(y)
-        ax3.plot(x[ok], y[ok], color="tab:green", alpha=0.7, label="entropy")
-    ax3.set_ylabel("entropy")
-    h1, l1 = ax.get_legend_handles_labels()
-    h2, l2 = ax3.get_legend_handles_labels()
-    if h1 + h2:
-        ax.legend(h1 + h2, l1 + l2, fontsize=8)
-    ax.set_title("Losses")
-    from matplotlib.ticker import EngFormatter, MaxNLocator
-
-    for ax in axes.flat:
-        ax.set_xlabel("environment steps")
-        # 20k, 40k, ... instead of 20000 40000 running into each other.
-        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=6))
-        ax.grid(alpha=0.3)
-        if not ax.has_data():
-            ax.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax.transAxes)
-    return save_figure(fig, path)
-
-
-def plot_evaluation_comparison(
-    summary: Any, episodes: Any, path: str | os.PathLike, markout_columns: typing.Sequence[str] = ()
-) -> Path:
-    """Compare the policies of an evaluation in one PNG.
-
-    Panels: mean PnL with its 95% bootstrap CI; the PnL of each episode (box plot with the
-    points); fill ratio; adverse-selection ratio; mean |inventory|; mean markout curve by
-    horizon.
-
-    Args:
-        summary: ``pandas.DataFrame`` of ``evaluation_summary.csv`` (one row per policy).
-        episodes: ``pandas.DataFrame`` of ``episodes.csv`` (one row per policy and episode).
-        path: the PNG to write.
-        markout_columns: the ``markout_bps_<h>`` columns of ``summary``, shortest first.
-
-    Returns:
-        The written path.
-    """
-    plt = _pyplot()
-    names = list(summary["policy"])
-    pos = np.arange(len(names))
-    colors = [f"C{i}" for i in range(len(names))]
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8), constrained_layout=True)
-    ax = axes[0, 0]
-    mean = np.asarray(summary["pnl_mean"], dtype=np.float64)
-    lo = np.asarray(summary["pnl_ci95_low"], dtype=np.float64)
-    hi = np.asarray(summary["pnl_ci95_high"], dtype=np.float64)
-    ax.bar(pos, mean, color=colors, yerr=np.vstack([mean - lo, hi - mean]), capsize=4)
-    ax.set_title("Mean PnL per episode (95% bootstrap CI)")
-    ax.axhline(0, color="black", lw=0.8)
-    ax = axes[0, 1]
-    data = [np.asarray(episodes.loc[episodes["policy"] == n, "pnl"], dtype=np.float64) for n in names]
-    ax.boxplot(data, positions=pos, widths=0.5, showfliers=False)
-    for i, d in enumerate(data):
-        jitter = (np.arange(d.size) - d.size / 2) * (0.3 / max(d.size, 1))
-        ax.plot(np.full(d.size, pos[i]) + jitter, d, "o", color=colors[i], alpha=0.6, ms=4)
-    ax.axhline(0, color="black", lw=0.8)
-    ax.set_title("PnL of each episode")
-    for ax, col, title in (
-        (axes[0, 2], "fill_ratio", "Fill ratio"),
-        (axes[1, 0], "adverse_selection_ratio", "Adverse-selection ratio"),
-        (axes[1, 1], "inventory_abs_mean", "Mean |inventory| (lots)"),
-    ):
-        if col in summary.columns:
-            ax.bar(pos, np.asarray(summary[col], dtype=np.float64), color=colors)
-        ax.set_title(title)
-    for ax in (*axes[0], *axes[1, :2]):
-        ax.set_xticks(pos, names, rotation=30, ha="right", fontsize=9)
-        ax.grid(alpha=0.3, axis="y")
-    ax = axes[1, 2]
-    if markout_columns:
-        labels = [c.replace("markout_bps_", "") for c in markout_columns]
-        for i, n in enumerate(names):
-            ax.plot(labels, np.asarray(summary.loc[summary["policy"] == n, list(markout_columns)],
-                                       dtype=np.float64).reshape(-1), "o-", color=colors[i], label=n)
-        ax.axhline(0, color="black", lw=0.8)
-        ax.legend(fontsize=8)
-    ax.set_title("Mean markout of fills (bps; < 0 = adverse)")
-    ax.set_xlabel("horizon")
-    ax.grid(alpha=0.3)
-    return save_figure(fig, path)
-
-
-def plot_episode(
-    trace: dict[str, Any],
-    path: str | os.PathLike,
-    title: str = "",
-    horizons_ms: typing.Sequence[float] = (100, 1_000, 5_000, 30_000),
-) -> Path:
-    """Draw one episode of a policy: quotes and fills, inventory, PnL decomposition, markouts.
-
-    Panels (time in seconds from the episode start):
-
-    1. mid price with the best bid/ask, the agent's resting bid (green) and ask (red)
-       quotes, and its fills (green ▲ = our buy, red ▼ = our sell; filled = maker);
-    2. inventory (lots);
-    3. cumulative PnL and its split: spread capture ``Σ side·(mid_at_fill − price)·size``,
-       fees (cumulative, drawn as −fees), inventory PnL = total − spread capture + fees;
-    4. markout of every fill at each horizon (bps, from the mids sampled at decision times)
-       and their mean.
-
-    Args:
-        trace: dict with equal-length arrays ``ts`` (ms), ``mid``, ``best_bid``,
-            ``best_ask``, ``quote_bid``, ``quote_ask`` (nan where no order), ``inventory``,
-            ``pnl``; and ``fills``: list of dicts with ``ts``, ``side``, ``price``, ``size``,
-            ``maker``, ``fee``.
-        path: the PNG to write.
-        title: figure title.
-        horizons_ms: markout horizons.
-
-    Returns:
-        The written path.
-    """
-    plt = _pyplot()
-    ts = np.asarray(trace["ts"], dtype=np.float64)
-    t0 = ts[0] if ts.size else 0.0
-    t = (ts - t0) / 1000.0
-    mid = np.asarray(trace["mid"], dtype=np.float64)
-    fills = list(trace.get("fills", []))
-    fig = plt.figure(figsize=(14, 12), constrained_layout=True)
-    gs = fig.add_gridspec(4, 1, height_ratios=[3, 1.2, 2, 1.8])
-    ax0 = fig.add_subplot(gs[0])
-    ax1 = fig.add_subplot(gs[1], sharex=ax0)
-    ax2 = fig.add_subplot(gs[2], sharex=ax0)
-    ax3 = fig.add_subplot(gs[3])
-    ax0.plot(t, mid, color="black", lw=1.0, label="mid")
-    for key, color, label in (("best_bid", "tab:green", "best bid"), ("best_ask", "tab:red", "best ask")):
-        if key in trace:
-            ax0.plot(t, np.asarray(trace[key], dtype=np.float64), color=color, lw=0.5, alpha=0.35,
-                     label=label)
-    ax0.step(t, np.asarray(trace["quote_bid"], dtype=np.float64), where="post", color="tab:green",
-             lw=1.3, label="our bid quote")
-    ax0.step(t, np.asarray(trace["quote_ask"], dtype=np.float64), where="post", color="tab:red",
-             lw=1.3, label="our ask quote")
-    for side, marker, color, label in ((1, "^", "tab:green", "our buy fill"),
-                                       (-1, "v", "tab:red", "our sell fill")):
-        fs = [f for f in fills if int(f["side"]) == side]
-        if fs:
-            ft = (np.array([f["ts"] for f in fs], dtype=np.float64) - t0) / 1000.0
-            fp = np.array([f["price"] for f in fs], dtype=np.float64)
-            maker = np.array([bool(f.get("maker", True)) for f in fs])
-            ax0.scatter(ft[maker], fp[maker], marker=marker, s=70, color=color, edgecolor="black",
-                        zorder=5, label=f"{label} (maker)")
-            if (~maker).any():
-                ax0.scatter(ft[~maker], fp[~maker], marker=marker, s=70, facecolor="none",
-                            edgecolor=color, zorder=5, label=f"{label} (taker)")
-    ax0.set_ylabel("price")
-    ax0.legend(fontsize=8, ncol=4, loc="upper left")
-    ax0.set_title(title or "Episode")
-    ax0.ticklabel_format(axis="y", useOffset=False, style="plain")
-    ax1.step(t, np.asarray(trace["inventory"], dtype=np.float64), where="post", color="tab:purple")
-    ax1.axhline(0, color="black", lw=0.6)
-    ax1.set_ylabel("inventory (lots)")
-    # PnL decomposition on the step grid.
-    pnl = np.asarray(trace["pnl"], dtype=np.float64)
-    spread = np.zeros_like(t)
-    fees = np.zeros_like(t)
-    for f in fills:
-        k = int(np.searchsorted(ts, float(f["ts"]), side="left"))
-        k = min(k, max(ts.size - 1, 0))
-        j = max(int(np.searchsorted(ts, float(f["ts"]), side="right")) - 1, 0)
-        m = mid[j] if mid.size else float(f["price"])
-        spread[k:] += int(f["side"]) * (m - float(f["price"])) * float(f["size"])
-        fees[k:] += float(f.get("fee", 0.0))
-    inv_pnl = pnl - spread + fees
-    ax2.plot(t, pnl, color="black", lw=1.6, label="total PnL")
-    ax2.plot(t, spread, color="tab:blue", label="spread capture")
-    ax2.plot(t, inv_pnl, color="tab:orange", label="inventory PnL")
-    ax2.plot(t, -fees, color="tab:gray", label="−fees (rebates > 0)")
-    ax2.axhline(0, color="black", lw=0.6)
-    ax2.set_ylabel("cumulative PnL")
-    ax2.set_xlabel("time since episode start (s)")
-    ax2.legend(fontsize=8, ncol=4, loc="upper left")
-    for ax in (ax0, ax1, ax2):
-        ax.grid(alpha=0.3)
-    plt.setp(ax0.get_xticklabels(), visible=False)
-    plt.setp(ax1.get_xticklabels(), visible=False)
-    labels = [horizon_label(float(h)) for h in horizons_ms]
-    if fills:
-        mk = fill_markouts_bps([f["ts"] for f in fills], [f["side"] for f in fills],
-                               [f["price"] for f in fills], ts, mid, horizons_ms)
-        xs = np.arange(len(labels))
-        for row, f in zip(mk, fills, strict=True):
-            ax3.plot(xs, row, color="tab:green" if int(f["side"]) > 0 else "tab:red", alpha=0.25,
-                     lw=0.8)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-nan horizons
-            ax3.plot(xs, np.nanmean(mk, axis=0), "o-", color="black", lw=2,
-                     label=f"mean over {len(fills)} fills")
-        ax3.set_xticks(xs, labels)
-        ax3.legend(fontsize=8)
-    else:
-        ax3.text(0.5, 0.5, "no fills in this episode", ha="center", va="center",
-                 transform=ax3.transAxes)
-    ax3.axhline(0, color="black", lw=0.6)
-    ax3.set_xlabel("markout horizon (green = buys, red = sells)")
-    ax3.set_ylabel("markout (bps)")
-    ax3.grid(alpha=0.3)
-    return save_figure(fig, path)

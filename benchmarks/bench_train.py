@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import event_driven_env  # noqa: E402,F401  (registers MarketMaking-v0)
 from ppo_agent import PPOAgent, PPOConfig  # noqa: E402
+from utils import from_flat  # noqa: E402
 
 
 def make_envs(args: argparse.Namespace, n_envs: int) -> gym.vector.VectorEnv:
@@ -87,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|")
     last = []
     for net in args.networks.split(","):
-        cfg = PPOConfig(network=net, n_steps=args.n_steps, batch_size=args.batch_size, n_epochs=args.n_epochs)
+        cfg = from_flat(PPOConfig, network=net, n_steps=args.n_steps, batch_size=args.batch_size,
+                        n_epochs=args.n_epochs)
         agent = PPOAgent(envs.single_observation_space, envs.single_action_space, cfg, seed=args.seed)
         # One untimed update first: XLA-compiles the policy and update steps.
         warm_steps = args.n_steps * args.n_envs

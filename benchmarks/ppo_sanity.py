@@ -27,6 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ppo_agent import PPOAgent, PPOConfig  # noqa: E402
+from utils import from_flat  # noqa: E402
 
 # rl-baselines3-zoo hyperparams/ppo.yml. CartPole uses linear schedules (lin_1e-3, lin_0.2).
 # Pendulum-v1 in the zoo uses gSDE (use_sde True, sde_sample_freq 4) and a constant LR; this
@@ -80,7 +81,7 @@ def evaluate(agent: PPOAgent, env_id: str, episodes: int, seed: int) -> float:
 
 def run_ours(env_id: str, task: dict, seed: int, timesteps: int, episodes: int) -> tuple[float, float]:
     envs = gym.make_vec(env_id, num_envs=task["n_envs"], vectorization_mode="sync")
-    agent = PPOAgent(envs.single_observation_space, envs.single_action_space, PPOConfig(**task["ppo"]), seed=seed)
+    agent = PPOAgent(envs.single_observation_space, envs.single_action_space, from_flat(PPOConfig, **task["ppo"]), seed=seed)
     t0 = time.perf_counter()
     agent.learn(envs, timesteps)
     sps = agent.num_timesteps / (time.perf_counter() - t0)

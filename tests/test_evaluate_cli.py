@@ -12,9 +12,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import evaluation
+
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
 REAL = "bybit/cryptofeed_v3_BYBIT_linear_ob200_publicTrade.jsonl"
+
+
+def _default_horizons():
+    import utils
+    from event_driven_env import EnvConfig
+
+    return utils.get_flat(EnvConfig(), "markout_horizons_ms")
+
+
+DEFAULT_HORIZONS = _default_horizons()
 
 
 @pytest.fixture(scope="module")
@@ -27,21 +39,42 @@ def tiny_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def model_dir(tiny_data, tmp_path_factory) -> Path:
     """An (untrained) agent saved the way train.py saves it, with its env config."""
-    import evaluate
-    import train
+    import cli
     import utils
     from event_driven_env import EnvConfig
     from ppo_agent import PPOAgent, PPOConfig
 
-    cfg = EnvConfig(data_path=str(tiny_data), time_range=(0.0, 0.7), episode_length_s=20.0, warmup_s=2.0)
-    env = evaluate.make_env(cfg)
+    cfg = utils.from_flat(EnvConfig, data_path=str(tiny_data), time_range=(0.0, 0.7), episode_length_s=20.0,
+                          warmup_s=2.0)
+    env = cli.make_env(cfg)
     agent = PPOAgent(env.observation_space, env.action_space,
-                     PPOConfig(jit_compile=False, conv_filters=4, lstm_units=8, hidden_size=16), seed=1)
+                     utils.from_flat(PPOConfig, jit_compile=False, conv_filters=4, lstm_units=8, hidden_size=16),
+                     seed=1)
     env.close()
     path = tmp_path_factory.mktemp("run") / "models" / "final_model"
-    train.save_model(agent, path, {"env_config": utils.dataclass_to_dict(cfg),
-                                   "held_out": {"data_path": [str(tiny_data)], "time_range": [0.7, 1.0]}})
+    cli.save_model(agent, path, cli.model_metadata(cfg, [tiny_data], (0.7, 1.0)))
     return path
+
+
+def _flatten_saved_model(src: Path, dst: Path) -> Path:
+    """A copy of a saved model with agent.json and env_config.json written flat, as before the nesting."""
+    import shutil
+
+    import orjson
+
+    import utils
+    from event_driven_env import EnvConfig
+    from ppo_agent import PPOConfig
+
+    shutil.copytree(src, dst)
+    meta = orjson.loads((dst / "agent.json").read_bytes())
+    ppo = utils.dataclass_from_dict(PPOConfig, meta["config"])
+    meta["config"] = utils.flat_dict(ppo)
+    (dst / "agent.json").write_bytes(orjson.dumps(meta))
+    env_meta = orjson.loads((dst / "env_config.json").read_bytes())
+    env_meta["env_config"] = utils.flat_dict(utils.dataclass_from_dict(EnvConfig, env_meta["env_config"]))
+    (dst / "env_config.json").write_bytes(orjson.dumps(env_meta))
+    return dst
 
 
 def run_eval(args, cwd, timeout=240):
@@ -51,15 +84,13 @@ def run_eval(args, cwd, timeout=240):
 
 @pytest.mark.slow
 def test_evaluate_smoke_writes_every_file(model_dir, tmp_path):
-    import evaluate
-
     r = run_eval(["--model_path", str(model_dir), "--num_episodes", "2", "--visualize_first",
                   "--out_dir", str(tmp_path / "ev"), "--no_progress", "--seed", "4"], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     (out,) = list((tmp_path / "ev").iterdir())
     assert "-final_model_" in out.name
     summary = pd.read_csv(out / "evaluation_summary.csv")
-    assert list(summary.columns) == list(evaluate.SUMMARY_COLUMNS)
+    assert list(summary.columns) == list(evaluation.summary_columns(DEFAULT_HORIZONS))
     assert summary["policy"].tolist() == ["agent", "random", "fixed_spread", "join_best",
                                           "avellaneda_stoikov", "glft"]
     assert (summary["n_episodes"] == 2).all()
@@ -77,25 +108,26 @@ def test_evaluate_smoke_writes_every_file(model_dir, tmp_path):
 
 def test_same_seed_same_results_and_summary_formulas(tiny_data):
     import baselines
-    import evaluate
+    import cli
+    import utils
     from event_driven_env import EnvConfig
 
-    cfg = EnvConfig(data_path=str(tiny_data), time_range=(0.7, 1.0), episode_length_s=10.0,
-                    warmup_s=2.0, action_mode="continuous")
-    env = evaluate.make_env(cfg)
+    cfg = utils.from_flat(EnvConfig, data_path=str(tiny_data), time_range=(0.7, 1.0), episode_length_s=10.0,
+                          warmup_s=2.0, action_mode="continuous")
+    env = cli.make_env(cfg)
     with pytest.warns(UserWarning, match="no intensity fit"):
         pols = baselines.make_baselines(env, seed=0)
     env.close()
     chosen = {"fixed_spread": pols["fixed_spread"], "join_best": pols["join_best"]}
-    a, steps_a, _ = evaluate.evaluate_policies(chosen, cfg, 3, seed=2, progress=False)
-    b, steps_b, _ = evaluate.evaluate_policies(chosen, cfg, 3, seed=2, progress=False)
+    a, steps_a, _ = evaluation.evaluate_policies(chosen, cfg, 3, seed=2, progress=False)
+    b, steps_b, _ = evaluation.evaluate_policies(chosen, cfg, 3, seed=2, progress=False)
     pd.testing.assert_frame_equal(a.drop(columns="wall_s"), b.drop(columns="wall_s"))
-    c, _, _ = evaluate.evaluate_policies(chosen, cfg, 3, seed=3, progress=False)
+    c, _, _ = evaluation.evaluate_policies(chosen, cfg, 3, seed=3, progress=False)
     assert list(c["start_ts"]) != list(a["start_ts"])
     # step PnL adds up to the episode PnL
     for name in chosen:
         assert steps_a[name].sum() == pytest.approx(a.loc[a["policy"] == name, "pnl"].sum(), abs=1e-6)
-    s = evaluate.summarise(a, steps_a, 10.0, 100.0, seed=0)
+    s = evaluation.summarise(a, steps_a, cfg, seed=0)  # 10 s episodes, 100 ms steps
     row = s[s["policy"] == "join_best"].iloc[0]
     pnl = a.loc[a["policy"] == "join_best", "pnl"].to_numpy()
     assert row["pnl_mean"] == pytest.approx(pnl.mean())
@@ -107,6 +139,50 @@ def test_same_seed_same_results_and_summary_formulas(tiny_data):
     if downside > 0:
         assert row["sortino_episode"] == pytest.approx(pnl.mean() / downside)
     assert row["pnl_ci95_low"] <= row["pnl_mean"] <= row["pnl_ci95_high"]
+
+
+def test_model_saved_nested_or_flat_evaluates_the_same(model_dir, tmp_path, capsys):
+    import evaluate
+
+    flat = _flatten_saved_model(model_dir, tmp_path / "old_run" / "models" / "final_model")
+    args = ["--num_episodes", "1", "--baselines", "join_best", "--no_progress", "--seed", "1"]
+    summaries = []
+    for i, model in enumerate((model_dir, flat)):
+        assert evaluate.main(["--model_path", str(model), "--out_dir", str(tmp_path / f"ev{i}"), *args]) == 0
+        (out,) = list((tmp_path / f"ev{i}").iterdir())
+        summaries.append(pd.read_csv(out / "evaluation_summary.csv"))
+    capsys.readouterr()
+    assert summaries[0]["policy"].tolist() == ["agent", "join_best"]
+    pd.testing.assert_frame_equal(summaries[0], summaries[1])
+
+
+def test_markout_columns_follow_the_configured_horizons(tiny_data):
+    import baselines
+    import cli
+    import utils
+    from event_driven_env import EnvConfig
+
+    cfg = utils.from_flat(EnvConfig, data_path=str(tiny_data), time_range=(0.7, 1.0), episode_length_s=10.0,
+                          warmup_s=2.0, action_mode="continuous", markout_horizons_ms=(100.0, 1500.0),
+                          adverse_selection_horizon_ms=100.0, realised_spread_horizon_ms=1500.0)
+    env = cli.make_env(cfg)
+    with pytest.warns(UserWarning, match="no intensity fit"):
+        policy = baselines.make_baselines(env, seed=0)["join_best"]
+    eps, steps, _ = evaluation.evaluate_policies({"join_best": policy}, cfg, 2, seed=0, progress=False,
+                                                 env_cache={"continuous": env})
+    summary = evaluation.summarise(eps, steps, cfg)
+    assert list(summary.columns) == list(evaluation.summary_columns((100.0, 1500.0)))
+    assert "markout_bps_1.5s" in summary.columns and "markout_bps_1s" not in summary.columns
+    assert eps["n_fills"].sum() > 0
+    assert np.isfinite(summary["markout_bps_1.5s"]).all()
+    assert "mkout_100ms" in evaluation.format_table(summary)
+    # the episode figure gets the env's markouts (one per horizon) instead of recomputing them
+    busy = eps.loc[eps["n_fills"].idxmax()]
+    _, _, trace = evaluation.run_episode(env, policy, int(busy["start_ts"]), int(busy["seed"]), record_trace=True)
+    env.close()
+    assert trace["markout_horizons_ms"] == [100.0, 1500.0]
+    assert len(trace["fills"]) == busy["n_fills"]
+    assert all(len(f["markouts_bps"]) == 2 for f in trace["fills"])
 
 
 @pytest.mark.slow

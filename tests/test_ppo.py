@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 import gymnasium as gym
@@ -22,6 +21,13 @@ from ppo_agent import (
     space_to_json,
 )
 from ppo_network import NetworkConfig, build_actor_critic, dummy_batch
+from utils import flat_field_paths, from_flat, replace_flat
+
+
+def make_cfg(**leaves) -> PPOConfig:
+    """A PPOConfig from leaf names (the network's included, as on the command line)."""
+    return from_flat(PPOConfig, **leaves)
+
 
 # jit_compile=False keeps the unit tests fast (XLA compilation costs seconds per agent);
 # the XLA path is exercised by test_xla_matches_graph_mode and the slow learning test.
@@ -118,7 +124,7 @@ def test_gae_hand_computed_with_truncation_and_termination():
 
 def _constant_value_agent(env, gamma, same_step, terminate):
     envs = make_vec(lambda: ConstantRewardEnv(max_steps=5, terminate=terminate), n=2, same_step=same_step)
-    cfg = PPOConfig(n_steps=23, batch_size=46, n_epochs=1, gamma=gamma, gae_lambda=1.0,
+    cfg = make_cfg(n_steps=23, batch_size=46, n_epochs=1, gamma=gamma, gae_lambda=1.0,
                     normalize_obs=False, hidden_size=8, jit_compile=False)
     agent = PPOAgent(envs.single_observation_space, envs.single_action_space, cfg, seed=0)
     c = 1.0 / (1.0 - gamma)
@@ -165,7 +171,7 @@ LOSS_CASES = {
 def _loss_check(continuous, overrides, seed=3):
     obs_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
     act_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32) if continuous else gym.spaces.Discrete(4)
-    cfg = PPOConfig(hidden_size=8, jit_compile=False, **overrides)
+    cfg = make_cfg(hidden_size=8, jit_compile=False, **overrides)
     agent = PPOAgent(obs_space, act_space, cfg, seed=seed)
     rng = np.random.default_rng(seed)
     n = 12
@@ -222,7 +228,7 @@ def _trained(env_fn, cfg, seed=1, steps=64, n=2):
 @pytest.mark.parametrize("kind,continuous", [("mlp", False), ("conv_lstm", False), ("conv_lstm", True)],
                          ids=["mlp", "conv_lstm", "conv_lstm_box"])
 def test_save_load_roundtrip(tmp_path, kind, continuous):
-    cfg = PPOConfig(network=kind, normalize_reward=True, **SMALL)
+    cfg = make_cfg(network=kind, normalize_reward=True, **SMALL)
     agent, envs = _trained(lambda: FakeMarketEnv(continuous=continuous), cfg)
     obs, _ = envs.reset(seed=5)
     agent.save(tmp_path / "a")
@@ -242,7 +248,7 @@ def test_save_load_roundtrip(tmp_path, kind, continuous):
 
 
 def test_resume_after_load_matches_uninterrupted_training(tmp_path):
-    cfg = PPOConfig(**SMALL)
+    cfg = make_cfg(**SMALL)
     env_fn = lambda: ConstantRewardEnv(max_steps=7)  # noqa: E731
     a, envs = _trained(env_fn, cfg, steps=64)
     a.save(tmp_path / "a")
@@ -254,7 +260,7 @@ def test_resume_after_load_matches_uninterrupted_training(tmp_path):
 
 
 def test_predict_does_not_update_normaliser_and_single_obs():
-    cfg = PPOConfig(**SMALL)
+    cfg = make_cfg(**SMALL)
     agent, envs = _trained(lambda: ConstantRewardEnv(), cfg)
     count = agent.obs_rms["obs"].count
     obs, _ = envs.reset(seed=0)
@@ -277,11 +283,30 @@ def test_load_missing_dir_errors(tmp_path):
         PPOAgent.load(tmp_path)
 
 
+def test_config_saved_nested_and_agent_saved_flat_by_older_versions_loads(tmp_path):
+    import orjson
+
+    cfg = make_cfg(network="mlp", hidden_size=12, n_hidden_layers=1, **{k: v for k, v in SMALL.items()
+                                                                         if k != "hidden_size"})
+    agent = PPOAgent(gym.spaces.Box(-1, 1, (2,), np.float32), gym.spaces.Discrete(2), cfg, seed=3)
+    agent.save(tmp_path / "a")
+    meta = orjson.loads((tmp_path / "a" / "agent.json").read_bytes())
+    assert meta["config"]["net"]["hidden_size"] == 12 and "hidden_size" not in meta["config"]
+    # rewrite it the way the version before the nested NetworkConfig did: one flat dict
+    nested = meta["config"]
+    meta["config"] = {**{k: v for k, v in nested.items() if k != "net"}, **nested["net"]}
+    (tmp_path / "a" / "agent.json").write_bytes(orjson.dumps(meta))
+    loaded = PPOAgent.load(tmp_path / "a")
+    assert loaded.config == cfg
+    obs = np.array([[0.1, -0.2]], np.float32)
+    np.testing.assert_array_equal(agent.predict_values(obs), loaded.predict_values(obs))
+
+
 # --------------------------------------------------------------------------- determinism
 
 
 def test_same_seed_same_training_on_cpu():
-    cfg = PPOConfig(network="conv_lstm", **SMALL)
+    cfg = make_cfg(network="conv_lstm", **SMALL)
     runs = []
     for seed in (4, 4, 5):
         agent, _ = _trained(lambda: FakeMarketEnv(), cfg, seed=seed, steps=64)
@@ -314,63 +339,88 @@ def _layer_names(agent):
     return names
 
 
-def _check_training_fields(field, value):  # noqa: C901  (one branch per field by design)
-    base = dict(SMALL)
-    base.pop(field, None)
-    cfg = PPOConfig(**{**base, field: value})
+def _check_schedule(field, value, cfg, base):
     if field in ("learning_rate", "anneal_lr"):
-        agent, s = _one_update(dataclasses.replace(cfg, anneal_lr=False) if field == "learning_rate" else cfg,
+        agent, s = _one_update(replace_flat(cfg, anneal_lr=False) if field == "learning_rate" else cfg,
                                total=64)
         if field == "learning_rate":
             assert float(agent.optimizer.learning_rate) == pytest.approx(value)
         else:
             assert s["train/learning_rate"] < cfg.learning_rate  # annealed at the 2nd update
-    elif field in ("n_steps", "batch_size", "n_epochs"):
-        agent, s = _one_update(cfg)
-        assert agent.num_timesteps == 2 * cfg.n_steps * 2
-        assert s["train/n_minibatches"] == cfg.n_epochs * (cfg.n_steps * 2 // cfg.batch_size)
-    elif field in ("gamma", "gae_lambda"):
-        agent, _ = _one_update(cfg)
-        b = agent.rollout_buffer
-        adv, _ = compute_gae(b.rewards, b.values, b.next_values, b.terminated, b.dones, value if field == "gamma"
-                             else cfg.gamma, value if field == "gae_lambda" else cfg.gae_lambda)
-        np.testing.assert_allclose(b.advantages, adv * b.mask, rtol=1e-6)
-        other = PPOConfig(**base)
-        adv2, _ = compute_gae(b.rewards, b.values, b.next_values, b.terminated, b.dones, other.gamma,
-                              other.gae_lambda)
-        assert not np.allclose(adv, adv2)
-    elif field in ("clip_range", "anneal_clip_range"):
+    else:  # clip_range, anneal_clip_range
         _, s = _one_update(cfg, total=64)
         if field == "clip_range":
             assert s["train/clip_range"] == pytest.approx(value)
         else:
             assert s["train/clip_range"] < cfg.clip_range
-    elif field == "target_kl":
-        # the first minibatch of an update has KL 0 (policy unchanged); the second exceeds 1e-9
-        _, s = _one_update(dataclasses.replace(cfg, learning_rate=0.05, n_epochs=4))
-        assert s["train/early_stop"] == 1.0 and s["train/n_minibatches"] == 2
-    elif field in ("normalize_obs", "clip_obs"):
+
+
+def _check_rollout_shape(field, value, cfg, base):
+    agent, s = _one_update(cfg)
+    assert agent.num_timesteps == 2 * cfg.n_steps * 2
+    assert s["train/n_minibatches"] == cfg.n_epochs * (cfg.n_steps * 2 // cfg.batch_size)
+
+
+def _check_gae(field, value, cfg, base):
+    agent, _ = _one_update(cfg)
+    b = agent.rollout_buffer
+    adv, _ = compute_gae(b.rewards, b.values, b.next_values, b.terminated, b.dones, value if field == "gamma"
+                         else cfg.gamma, value if field == "gae_lambda" else cfg.gae_lambda)
+    np.testing.assert_allclose(b.advantages, adv * b.mask, rtol=1e-6)
+    other = make_cfg(**base)
+    adv2, _ = compute_gae(b.rewards, b.values, b.next_values, b.terminated, b.dones, other.gamma,
+                          other.gae_lambda)
+    assert not np.allclose(adv, adv2)
+
+
+def _check_target_kl(field, value, cfg, base):
+    # the first minibatch of an update has KL 0 (policy unchanged); the second exceeds 1e-9
+    _, s = _one_update(replace_flat(cfg, learning_rate=0.05, n_epochs=4))
+    assert s["train/early_stop"] == 1.0 and s["train/n_minibatches"] == 2
+
+
+def _check_normalisers(field, value, cfg, base):
+    if field in ("normalize_obs", "clip_obs"):
         agent, _ = _one_update(cfg)
         if field == "normalize_obs":
             assert agent.obs_rms is None
         else:
             assert np.abs(agent.normalize_obs(np.full((1, 2), 1e6, np.float32))).max() == pytest.approx(value)
-    elif field in ("normalize_reward", "clip_reward"):
-        agent, _ = _one_update(dataclasses.replace(cfg, normalize_reward=True))
-        assert agent.ret_rms is not None and agent.ret_rms.count > 1
-        if field == "clip_reward":
-            assert np.abs(agent.rollout_buffer.rewards).max() <= value + 1e-7
-    elif field == "adam_eps":
-        agent = PPOAgent(gym.spaces.Box(-1, 1, (2,)), gym.spaces.Discrete(2), cfg)
+        return
+    agent, _ = _one_update(replace_flat(cfg, normalize_reward=True))  # normalize_reward, clip_reward
+    assert agent.ret_rms is not None and agent.ret_rms.count > 1
+    if field == "clip_reward":
+        assert np.abs(agent.rollout_buffer.rewards).max() <= value + 1e-7
+
+
+def _check_construction(field, value, cfg, base):
+    agent = PPOAgent(gym.spaces.Box(-1, 1, (2,)), gym.spaces.Discrete(2), cfg)
+    if field == "adam_eps":
         assert agent.optimizer.epsilon == value
     elif field == "jit_compile":
-        agent = PPOAgent(gym.spaces.Box(-1, 1, (2,)), gym.spaces.Discrete(2), cfg)
         assert agent._train_fn._jit_compile is value and agent._policy_fn._jit_compile is value
-    elif field == "device":
-        agent = PPOAgent(gym.spaces.Box(-1, 1, (2,)), gym.spaces.Discrete(2), cfg)
+    else:  # device
         assert agent.device == "/CPU:0"
-    else:
+
+
+_FIELD_CHECKS = {
+    "learning_rate": _check_schedule, "anneal_lr": _check_schedule, "clip_range": _check_schedule,
+    "anneal_clip_range": _check_schedule, "n_steps": _check_rollout_shape, "batch_size": _check_rollout_shape,
+    "n_epochs": _check_rollout_shape, "gamma": _check_gae, "gae_lambda": _check_gae, "target_kl": _check_target_kl,
+    "normalize_obs": _check_normalisers, "clip_obs": _check_normalisers, "normalize_reward": _check_normalisers,
+    "clip_reward": _check_normalisers, "adam_eps": _check_construction, "jit_compile": _check_construction,
+    "device": _check_construction,
+}
+
+
+def _check_training_fields(field, value):
+    base = dict(SMALL)
+    base.pop(field, None)
+    cfg = make_cfg(**{**base, field: value})
+    check = _FIELD_CHECKS.get(field)
+    if check is None:
         raise AssertionError(f"no check for {field}")
+    check(field, value, cfg, base)
 
 
 TRAINING_FIELDS = {
@@ -386,7 +436,7 @@ OTHER_FIELDS = {"mixed_precision", "max_grad_norm"}  # dedicated tests below
 
 
 def test_every_config_field_has_a_plumbing_check():
-    fields = {f.name for f in dataclasses.fields(PPOConfig)}
+    fields = set(flat_field_paths(PPOConfig))  # leaves, the nested network's included
     covered = set(TRAINING_FIELDS) | LOSS_FIELDS | NETWORK_FIELDS | OTHER_FIELDS
     assert fields == covered, f"untested: {fields - covered}, unknown: {covered - fields}"
 
@@ -397,15 +447,16 @@ def test_training_config_value_reaches_consumer(field):
 
 
 def test_network_config_values_reach_model():
-    cfg = PPOConfig(network="conv_lstm", hidden_size=24, n_hidden_layers=3, activation="relu", shared_trunk=True,
+    cfg = make_cfg(network="conv_lstm", hidden_size=24, n_hidden_layers=3, activation="relu", shared_trunk=True,
                     layer_norm=True, conv_filters=5, conv_kernel=2, conv_layers=3, lstm_units=7,
                     ortho_init=False, log_std_init=-0.7)
     env = FakeMarketEnv(continuous=True)
     agent = PPOAgent(env.observation_space, env.action_space, cfg)
-    nc = agent.model.net_config
-    for f in dataclasses.fields(NetworkConfig):
-        if f.name not in ("kind", "dtype_policy"):
-            assert getattr(nc, f.name) == getattr(cfg, f.name), f.name
+    assert agent.model.net_config == cfg.net == NetworkConfig(
+        network="conv_lstm", hidden_size=24, n_hidden_layers=3, activation="relu", shared_trunk=True,
+        layer_norm=True, conv_filters=5, conv_kernel=2, conv_layers=3, lstm_units=7, ortho_init=False,
+        log_std_init=-0.7)
+    assert agent.model.hidden_dtype_policy == "float32"  # derived at build time (CPU), not a config field
     body = agent.model.actor_body
     assert agent.model.critic_body is body  # shared
     convs = [lay for lay in body.layers if "conv" in lay.name and hasattr(lay, "filters")]
@@ -418,9 +469,9 @@ def test_network_config_values_reach_model():
     assert any("ln" in lay.name for lay in body.layers)
     np.testing.assert_allclose(agent.model.log_std.numpy(), -0.7)
     assert isinstance(convs[0].kernel_initializer, keras.initializers.GlorotUniform)  # ortho_init=False
-    mlp = PPOAgent(env.observation_space, env.action_space, dataclasses.replace(cfg, network="mlp"))
+    mlp = PPOAgent(env.observation_space, env.action_space, replace_flat(cfg, network="mlp"))
     assert not any("lstm" in lay.name for lay in mlp.model.actor_body.layers)
-    ortho = PPOAgent(env.observation_space, env.action_space, PPOConfig(network="conv_lstm"))
+    ortho = PPOAgent(env.observation_space, env.action_space, make_cfg(network="conv_lstm"))
     assert ortho.model.critic_body is not ortho.model.actor_body
     k = ortho.model.actor_body.get_layer("actor_dense0").kernel.numpy()
     np.testing.assert_allclose(k.T @ k, 2.0 * np.eye(k.shape[1]), atol=1e-4)  # orthogonal, gain sqrt(2)
@@ -435,13 +486,13 @@ def test_max_grad_norm_reaches_clipping(monkeypatch):
         return real(grads, clip_norm, *args, **kwargs)
 
     monkeypatch.setattr(ppo_agent.tf, "clip_by_global_norm", spy)
-    _one_update(PPOConfig(max_grad_norm=0.123, **SMALL))
+    _one_update(make_cfg(max_grad_norm=0.123, **SMALL))
     assert seen and all(v == 0.123 for v in seen)
 
 
 def test_mixed_precision_on_cpu_warns_and_uses_float32(caplog):
     with caplog.at_level(logging.WARNING, logger="ppo_agent"):
-        agent = PPOAgent(gym.spaces.Box(-1, 1, (2,)), gym.spaces.Discrete(2), PPOConfig(mixed_precision=True))
+        agent = PPOAgent(gym.spaces.Box(-1, 1, (2,)), gym.spaces.Discrete(2), make_cfg(mixed_precision=True))
     assert "mixed_precision" in caplog.text
     assert all(w.dtype == "float32" for w in agent.model.weights)
 
@@ -452,16 +503,16 @@ def test_mixed_precision_on_cpu_warns_and_uses_float32(caplog):
 ])
 def test_invalid_config_raises(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        PPOConfig(**kwargs)
+        make_cfg(**kwargs)
 
 
 def test_conv_lstm_on_vector_obs_raises():
     with pytest.raises(ValueError, match="conv_lstm"):
-        PPOAgent(gym.spaces.Box(-1, 1, (2,)), gym.spaces.Discrete(2), PPOConfig(network="conv_lstm"))
+        PPOAgent(gym.spaces.Box(-1, 1, (2,)), gym.spaces.Discrete(2), make_cfg(network="conv_lstm"))
 
 
 def test_env_space_mismatch_raises():
-    agent = PPOAgent(gym.spaces.Box(-1, 1, (2,), np.float32), gym.spaces.Discrete(3), PPOConfig(**SMALL))
+    agent = PPOAgent(gym.spaces.Box(-1, 1, (2,), np.float32), gym.spaces.Discrete(3), make_cfg(**SMALL))
     with pytest.raises(ValueError, match="action space"):
         agent.learn(make_vec(lambda: ConstantRewardEnv()), 64)
 
@@ -473,7 +524,7 @@ def test_env_space_mismatch_raises():
                          ids=["conv_lstm-next_step", "mlp-same_step"])
 def test_fake_market_env_trains_end_to_end(network, same_step):
     envs = make_vec(lambda: FakeMarketEnv(), n=2, same_step=same_step)
-    cfg = PPOConfig(network=network, **SMALL)
+    cfg = make_cfg(network=network, **SMALL)
     agent = PPOAgent(envs.single_observation_space, envs.single_action_space, cfg, seed=0)
     stats = []
     agent.learn(envs, 96, callback=lambda a, s: stats.append(s))
@@ -487,7 +538,7 @@ def test_fake_market_env_trains_end_to_end(network, same_step):
 def test_network_output_shapes():
     env = FakeMarketEnv()
     for kind in ("conv_lstm", "mlp"):
-        model = build_actor_critic(env.observation_space, env.action_space, NetworkConfig(kind=kind, lstm_units=4))
+        model = build_actor_critic(env.observation_space, env.action_space, NetworkConfig(network=kind, lstm_units=4))
         dist, value = model(dummy_batch(env.observation_space, 3))
         assert dist.shape == (3, 3) and value.shape == (3,)
         assert dist.dtype == tf.float32 and value.dtype == tf.float32
@@ -499,7 +550,7 @@ def test_xla_matches_graph_mode():
            for k, s in env.observation_space.spaces.items()}
     out = []
     for jit in (False, True):
-        agent = PPOAgent(env.observation_space, env.action_space, PPOConfig(**{**SMALL, "jit_compile": jit}))
+        agent = PPOAgent(env.observation_space, env.action_space, make_cfg(**{**SMALL, "jit_compile": jit}))
         out.append((agent.predict(obs)[0], agent.predict_values(obs)))
     np.testing.assert_array_equal(out[0][0], out[1][0])
     np.testing.assert_allclose(out[0][1], out[1][1], rtol=1e-5, atol=1e-6)
@@ -515,7 +566,7 @@ def test_compiled_epoch_equals_minibatch_loop():
             rng.normal(size=n).astype(np.float32), rng.normal(size=n).astype(np.float32),
             (rng.random(n) > 0.2).astype(np.float32))
     idx = rng.permutation(n).reshape(n // b, b).astype(np.int32)
-    cfg = PPOConfig(hidden_size=8, jit_compile=False)
+    cfg = make_cfg(hidden_size=8, jit_compile=False)
     a, c = PPOAgent(space, act, cfg, seed=1), PPOAgent(space, act, cfg, seed=1)
     clip, lr = tf.constant(0.2), tf.constant(1e-2)
     sums, done, stopped = a._epoch_fn(*data, idx, clip, lr, tf.constant(np.inf, tf.float32))
@@ -536,7 +587,7 @@ def test_reward_normalisation_is_vecnormalize_style():
     from utils import RunningMeanStd
 
     gamma, n_steps, max_steps = 0.5, 8, 3
-    cfg = PPOConfig(normalize_reward=True, gamma=gamma, clip_reward=1e6,
+    cfg = make_cfg(normalize_reward=True, gamma=gamma, clip_reward=1e6,
                     **{**SMALL, "n_steps": n_steps, "batch_size": 8})
     envs = make_vec(lambda: ConstantRewardEnv(max_steps=max_steps), n=1)
     agent = PPOAgent(envs.single_observation_space, envs.single_action_space, cfg, seed=0)

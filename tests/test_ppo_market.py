@@ -12,6 +12,7 @@ import pytest
 import synthetic_market
 from event_driven_env import MarketMakingEnv
 from ppo_agent import PPOAgent, PPOConfig
+from utils import from_flat
 
 REAL = "bybit/cryptofeed_v3_BYBIT_linear_ob200_publicTrade.jsonl"
 CFG = dict(n_steps=32, batch_size=64, n_epochs=2, hidden_size=32, conv_filters=8, lstm_units=16,
@@ -32,7 +33,7 @@ def _train(data_path, symbol, network, action_mode, cache_dir, tmp_path):
 
     envs = gym.vector.SyncVectorEnv([make, make])
     agent = PPOAgent(envs.single_observation_space, envs.single_action_space,
-                     PPOConfig(network=network, **CFG), seed=0)
+                     from_flat(PPOConfig, network=network, **CFG), seed=0)
     stats = []
     agent.learn(envs, 2 * 32 * 3, callback=lambda a, s: stats.append(s))
     assert agent.num_updates == 3

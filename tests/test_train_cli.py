@@ -45,8 +45,10 @@ def only_run_dir(results: Path) -> Path:
 
 @pytest.mark.slow
 def test_train_smoke_writes_every_file(tiny_data, tmp_path):
-    import evaluate
+    import evaluation
     import train
+    import utils
+    from event_driven_env import EnvConfig
 
     r = run_train(["--data_path", str(tiny_data), "--total_timesteps", "256", "--eval_interval", "2",
                    "--eval_episodes", "1", "--checkpoint_interval", "2", "--final_eval_episodes", "2",
@@ -77,11 +79,12 @@ def test_train_smoke_writes_every_file(tiny_data, tmp_path):
     assert (run / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
     ev = run / "evaluation"
     summary = pd.read_csv(ev / "evaluation_summary.csv")
-    assert list(summary.columns) == list(evaluate.SUMMARY_COLUMNS)
+    horizons = utils.get_flat(EnvConfig(), "markout_horizons_ms")
+    assert list(summary.columns) == list(evaluation.summary_columns(horizons))
     assert summary["policy"].tolist()[0] == "agent" and len(summary) == 6
     eps = pd.read_csv(ev / "episodes.csv")
     assert len(eps) == 12
-    for col in ("policy", "episode", "start_ts", *evaluate.EPISODE_KEYS, "max_drawdown"):
+    for col in ("policy", "episode", "start_ts", *evaluation.episode_columns(horizons), "max_drawdown"):
         assert col in eps.columns, col
     # every policy ran on the very same start times
     assert eps.groupby("policy")["start_ts"].apply(tuple).nunique() == 1
@@ -189,19 +192,21 @@ def test_nan_loss_stops_and_keeps_checkpoint(tmp_path):
 
 
 def test_help_lists_every_config_field(capsys):
-    import dataclasses
-
     import train
+    import utils
     from event_driven_env import EnvConfig
     from ppo_agent import PPOConfig
 
-    parser, _ = train.build_parser()
+    parser, maps = train.build_parser()
     text = parser.format_help()
     for cls in (EnvConfig, PPOConfig, train.TrainSettings):
-        for f in dataclasses.fields(cls):
-            if f.name in ("data_path", "symbol", "time_range", "seed"):
+        for leaf in utils.flat_field_paths(cls):  # nested configs' fields included
+            if leaf in ("data_path", "symbol", "time_range", "seed"):
                 continue
-            assert f"--{f.name}" in text or f"--ppo_{f.name}" in text, f.name
+            assert f"--{leaf}" in text or f"--ppo_{leaf}" in text, leaf
+    # the network architecture is a nested config, flattened into the same flags as before
+    assert {"network", "hidden_size", "lstm_units"} <= set(maps["ppo"].values())
+    assert "PPO (PPOConfig): net (NetworkConfig)" in text
 
 
 def test_train_ppo_defaults_reach_the_config_and_the_help(tiny_data):
@@ -221,3 +226,33 @@ def test_train_ppo_defaults_reach_the_config_and_the_help(tiny_data):
     text = " ".join(parser.format_help().split())
     assert "(default: 128; PPOConfig default: 2048)" in text
     assert "(default: True; PPOConfig default: False)" in text
+
+
+@pytest.mark.parametrize("layout", ["nested", "flat"])
+def test_resume_reads_params_written_nested_or_flat(tiny_data, tmp_path, layout):
+    """A run's params.json as this version writes it (nested configs) or as older versions did (flat)."""
+    import train
+    import utils
+    from event_driven_env import EnvConfig
+    from ppo_agent import PPOConfig
+
+    env_cfg = utils.from_flat(EnvConfig, data_path=str(tiny_data), time_range=(0.0, 0.7), episode_length_s=20.0)
+    ppo_cfg = utils.from_flat(PPOConfig, network="mlp", hidden_size=16, n_steps=64, normalize_reward=True)
+    settings = train.TrainSettings(n_envs=2, eval_interval=0)
+    dump = utils.dataclass_to_dict if layout == "nested" else utils.flat_dict
+    files = [{"path": str(tiny_data)}]
+    params = {"env_config": dump(env_cfg), "ppo_config": dump(ppo_cfg),
+              "train_settings": utils.dataclass_to_dict(settings),
+              "data": {"train": {"files": files, "time_range": [0.0, 0.7]},
+                       "eval": {"files": files, "time_range": [0.7, 1.0]}}}
+    if layout == "flat":
+        assert "hidden_size" in params["ppo_config"] and "net" not in params["ppo_config"]
+    (tmp_path / "params.json").write_bytes(orjson.dumps(params))
+    parser, maps = train.build_parser()
+    _, run, _ = train._resume_run(parser.parse_args(["--resume", str(tmp_path), "--total_timesteps", "999"]),
+                                  maps)
+    assert run["env"] == env_cfg and run["ppo"] == ppo_cfg
+    assert run["settings"] == train.TrainSettings(n_envs=2, eval_interval=0, total_timesteps=999)
+    assert run["eval_range"] == (0.7, 1.0)
+    with pytest.raises(utils.CliError, match="cannot change"):
+        train._resume_run(parser.parse_args(["--resume", str(tmp_path), "--hidden_size", "8"]), maps)

@@ -57,20 +57,16 @@ def test_bootstrap_ci_seeded_and_covering():
         utils.bootstrap_ci(x, confidence=1.5)
 
 
-def test_markouts_by_hand():
-    mid_ts = [0, 100, 1000, 5000]
-    mid = [100.0, 100.1, 99.9, 101.0]
-    # buy at 100.0 at t=0; sell at 100.2 at t=50
-    mk = utils.fill_markouts_bps([0, 50], [1, -1], [100.0, 100.2], mid_ts, mid, [100, 1000, 5000])
-    assert mk[0, 0] == pytest.approx(10.0)  # (100.1 - 100)/100 * 1e4
-    assert mk[0, 1] == pytest.approx(-10.0)
-    assert mk[0, 2] == pytest.approx(100.0)
-    assert mk[1, 0] == pytest.approx(-(100.1 - 100.2) / 100.2 * 1e4)  # mid at 150 is 100.1
-    assert math.isnan(mk[1, 2])  # 5050 is past the last mid
+def test_markout_summary_by_hand():
+    # the env's markouts of three fills at 100 ms / 1 s / 5 s (nan = unresolved)
+    mk = np.array([[10.0, -10.0, 100.0], [2.0, 3.0, np.nan], [-4.0, 1.0, np.nan]])
     s = utils.markout_summary(mk, [100, 1000, 5000])
-    assert s["markout_bps_1s"] == pytest.approx((-10.0 + (-(99.9 - 100.2) / 100.2 * 1e4)) / 2)
-    assert s["adverse_share_1s"] == 0.5
-    assert s["markout_bps_5s"] == pytest.approx(100.0)
+    assert s["markout_bps_100ms"] == pytest.approx(8.0 / 3)
+    assert s["markout_bps_1s"] == pytest.approx(-2.0)
+    assert s["adverse_share_1s"] == pytest.approx(1 / 3)
+    assert s["markout_bps_5s"] == pytest.approx(100.0) and s["adverse_share_5s"] == 0.0
+    assert utils.horizon_label(1500) == "1.5s" and utils.horizon_label(250) == "250ms"
+    assert not hasattr(utils, "fill_markouts_bps")  # markouts are computed once, by the env
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +128,8 @@ def test_bad_flag_is_one_line(capsys):
 
 
 def test_plots_write_png(tmp_path):
+    import plots
+
     log = pd.DataFrame({
         "timesteps": [100, 200, 300], "reward": [0.1, 0.2, 0.3], "pnl": [1.0, 2.0, 1.5],
         "fill_ratio": [0.1, 0.2, 0.3], "adverse_selection_ratio": [0.5, 0.4, 0.45],
@@ -140,7 +138,7 @@ def test_plots_write_png(tmp_path):
         "entropy": [1.0, 0.9, 0.8],
     })
     ev = pd.DataFrame({"timesteps": [200], "eval_pnl_mean": [1.2]})
-    p = utils.plot_training_curves(log, tmp_path / "a.png", ev)
+    p = plots.plot_training_curves(log, tmp_path / "a.png", ev)
     assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = pd.DataFrame({"policy": ["agent", "random"], "pnl_mean": [1.0, -1.0],
                             "pnl_ci95_low": [0.5, -2.0], "pnl_ci95_high": [1.5, 0.0],
@@ -148,14 +146,21 @@ def test_plots_write_png(tmp_path):
                             "inventory_abs_mean": [1, 2], "markout_bps_1s": [0.5, -1.0],
                             "markout_bps_5s": [0.2, -2.0]})
     eps = pd.DataFrame({"policy": ["agent", "agent", "random", "random"], "pnl": [0.5, 1.5, -2, 0]})
-    utils.plot_evaluation_comparison(summary, eps, tmp_path / "b.png", ["markout_bps_1s", "markout_bps_5s"])
+    plots.plot_evaluation_comparison(summary, eps, tmp_path / "b.png", ["markout_bps_1s", "markout_bps_5s"])
+    # fills as the env reports them in info["episode"]["fills"], markouts included
     trace = {"ts": [0, 1000, 2000, 3000], "mid": [100, 100.5, 100.2, 100.8], "best_bid": [99.9] * 4,
              "best_ask": [100.1] * 4, "quote_bid": [99.8, np.nan, 99.9, 99.9],
              "quote_ask": [100.2] * 4, "inventory": [0, 1, 1, 0], "pnl": [0, 0.6, 0.3, 0.9],
-             "fills": [{"ts": 900, "side": 1, "price": 99.8, "size": 1.0, "maker": True, "fee": -0.01},
-                       {"ts": 2500, "side": -1, "price": 100.2, "size": 1.0, "maker": False, "fee": 0.02}]}
-    utils.plot_episode(trace, tmp_path / "c.png", title="t")
-    assert {f.name for f in tmp_path.iterdir()} == {"a.png", "b.png", "c.png"}
+             "markout_horizons_ms": [100.0, 1500.0],
+             "fills": [{"ts": 900, "side": 1, "price": 99.8, "size": 1.0, "maker": True, "fee": -0.01,
+                        "mid": 100.0, "markouts_bps": [20.0, 70.1]},
+                       {"ts": 2500, "side": -1, "price": 100.2, "size": 1.0, "maker": False, "fee": 0.02,
+                        "mid": 100.5, "markouts_bps": [-59.9, None]}]}
+    plots.plot_episode(trace, tmp_path / "c.png", title="t")
+    plots.plot_episode({**trace, "fills": []}, tmp_path / "d.png")
+    assert {f.name for f in tmp_path.iterdir()} == {"a.png", "b.png", "c.png", "d.png"}
+    mk = plots.fill_markout_rows(trace["fills"], 2)
+    assert mk[0].tolist() == [20.0, 70.1] and mk[1, 0] == -59.9 and np.isnan(mk[1, 1])
 
 
 def test_parser_is_argparse():
@@ -227,3 +232,28 @@ def test_nested_config_flags_round_trip_and_legacy_flat_dict():
     assert utils.dataclass_from_dict(_Outer, {"a": 0, "b": 7, "c": [2.0, 3.0]}) == cfg
     with pytest.warns(UserWarning, match=r"inner\.gone"):
         assert utils.dataclass_from_dict(_Outer, {"inner": {"b": 7, "c": [2, 3], "gone": 1}}) == cfg
+
+
+def test_from_flat_get_flat_and_nested_help_groups():
+    cfg = utils.from_flat(_Outer, b=3, a=1)
+    assert cfg == _Outer(a=1, inner=_Inner(b=3))
+    assert utils.get_flat(cfg, "b") == 3 and utils.get_flat(cfg, "a") == 1
+    with pytest.raises(TypeError, match="no field 'zz'"):
+        utils.from_flat(_Outer, zz=1)
+    with pytest.raises(AttributeError, match="no field 'zz'"):
+        utils.get_flat(cfg, "zz")
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        utils.from_flat(_Cfg, n=0)
+    p = utils.OneLineErrorParser(prog="x")
+    utils.add_dataclass_arguments(p, _Outer, title="outer", defaults={"b": 4})
+    p.add_argument("--seed", type=int, default=0, help="a seed")
+    p.add_argument("--quiet", action="store_true", help="say less")
+    rows = utils.flag_rows(p)
+    assert rows == [
+        ("options", "--seed", "0", "a seed"),
+        ("options", "--quiet", "off", "say less"),
+        ("outer", "--a", "0", ""),
+        ("outer: inner (_Inner)", "--b", "4; _Outer.inner default: 1", "a leaf of the nested config"),
+        ("outer: inner (_Inner)", "--c", "0.0 1.0", ""),
+    ]
+    assert "outer: inner (_Inner):" in p.format_help()

@@ -1,0 +1,368 @@
+"""Figures of a training run and of an evaluation (matplotlib, Agg backend, atomic PNG saves).
+
+One job: draw. Every number drawn comes from elsewhere: the training log written by
+``train.py``, the evaluation tables of ``evaluate.py`` and, for the episode figure, the
+env's own per-fill markouts (``info["episode"]["fills"]``); nothing is recomputed here.
+
+Public names:
+
+- ``save_figure``: render a figure to PNG in memory and write it atomically.
+- ``plot_training_curves``: the training curves of a run (``training_curves.png``).
+- ``plot_evaluation_comparison``: the policies of an evaluation side by side.
+- ``plot_episode``: one episode of one policy: quotes and fills, inventory, PnL split, markouts.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from utils import atomic_write_bytes, horizon_label
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Save a matplotlib figure as PNG atomically (render to memory, then atomic write) and close it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    _pyplot().close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def _col(df: Any, name: str) -> np.ndarray | None:
+    if name in df.columns:
+        values = np.asarray(df[name], dtype=np.float64)
+        if np.isfinite(values).any():
+            return values
+    return None
+
+
+def _merged_legend(ax: Any, twin: Any, **kw: Any) -> None:
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = twin.get_legend_handles_labels()
+    if h1 + h2:
+        ax.legend(h1 + h2, l1 + l2, fontsize=8, **kw)
+
+
+# ---------------------------------------------------------------------------------------
+# Training curves
+# ---------------------------------------------------------------------------------------
+
+
+class _LogLines:
+    """Draws columns of a training log against the environment steps."""
+
+    def __init__(self, log: Any) -> None:
+        self.log = log
+        self.x = np.asarray(log["timesteps"], dtype=np.float64) if len(log) else np.array([])
+
+    def __call__(self, ax: Any, col: str, label: str, marker_always: bool = False, **kw: Any) -> None:
+        # Episode metrics exist only for updates in which an episode finished: join the
+        # points that exist instead of leaving gaps (markers show where they are).
+        y = _col(self.log, col)
+        if y is not None:
+            ok = np.isfinite(y)
+            marker = "." if marker_always or ok.sum() < 60 else None
+            ax.plot(self.x[ok], y[ok], label=label, marker=marker, **kw)
+
+
+def _reward_panel(ax: Any, line: _LogLines, eval_log: Any) -> None:
+    line(ax, "reward", "episode reward", color="tab:blue")
+    ax.set_ylabel("reward")
+    ax2 = ax.twinx()
+    line(ax2, "pnl", "episode PnL (train)", marker_always=True, color="tab:orange")
+    if eval_log is not None and len(eval_log):
+        ax2.plot(eval_log["timesteps"], eval_log["eval_pnl_mean"], "o--", color="tab:red",
+                 label="PnL (held-out eval)")
+    ax2.set_ylabel("PnL (quote ccy)")
+    _merged_legend(ax, ax2, loc="best")
+    ax.set_title("Reward vs PnL")
+
+
+def _loss_panel(ax: Any, line: _LogLines) -> None:
+    line(ax, "policy_loss", "policy loss")
+    line(ax, "value_loss", "value loss")
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax3 = ax.twinx()
+    y = _col(line.log, "entropy")
+    if y is not None:
+        ok = np.isfinite(y)
+        ax3.plot(line.x[ok], y[ok], color="tab:green", alpha=0.7, label="entropy")
+    ax3.set_ylabel("entropy")
+    _merged_legend(ax, ax3)
+    ax.set_title("Losses")
+
+
+def _step_axes(axes: Any) -> None:
+    from matplotlib.ticker import EngFormatter, MaxNLocator
+
+    for ax in axes.flat:
+        ax.set_xlabel("environment steps")
+        # 20k, 40k, ... instead of 20000 40000 running into each other.
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6))
+        ax.grid(alpha=0.3)
+        if not ax.has_data():
+            ax.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax.transAxes)
+
+
+def plot_training_curves(log: Any, path: str | os.PathLike, eval_log: Any = None) -> Path:
+    """Draw the training curves of a run into one PNG.
+
+    Panels (x axis: environment steps): episode reward vs episode PnL (with the held-out
+    evaluation PnL when given), fill ratio, adverse-selection ratio, maker-volume ratio,
+    inventory (mean |q| and max |q|), losses (policy, value) with the entropy.
+
+    Args:
+        log: ``pandas.DataFrame`` of ``training_log.csv`` (columns as documented there).
+        path: the PNG to write.
+        eval_log: optional DataFrame with ``timesteps`` and ``eval_pnl_mean`` columns.
+
+    Returns:
+        The written path.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8), constrained_layout=True)
+    line = _LogLines(log)
+    _reward_panel(axes[0, 0], line, eval_log)
+    for ax, col, title in (
+        (axes[0, 1], "fill_ratio", "Fill ratio (fills / orders placed)"),
+        (axes[0, 2], "adverse_selection_ratio", "Adverse-selection ratio"),
+        (axes[1, 0], "maker_volume_ratio", "Maker-volume ratio"),
+    ):
+        line(ax, col, col)
+        ax.set_title(title)
+    ax = axes[1, 1]
+    line(ax, "inventory_abs_mean", "mean |inventory|")
+    line(ax, "inventory_max_abs", "max |inventory|", linestyle="--")
+    ax.set_title("Inventory (lots)")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    _loss_panel(axes[1, 2], line)
+    _step_axes(axes)
+    return save_figure(fig, path)
+
+
+# ---------------------------------------------------------------------------------------
+# Evaluation comparison
+# ---------------------------------------------------------------------------------------
+
+
+def plot_evaluation_comparison(
+    summary: Any, episodes: Any, path: str | os.PathLike, markout_columns: Sequence[str] = ()
+) -> Path:
+    """Compare the policies of an evaluation in one PNG.
+
+    Panels: mean PnL with its 95% bootstrap CI; the PnL of each episode (box plot with the
+    points); fill ratio; adverse-selection ratio; mean |inventory|; mean markout curve by
+    horizon.
+
+    Args:
+        summary: ``pandas.DataFrame`` of ``evaluation_summary.csv`` (one row per policy).
+        episodes: ``pandas.DataFrame`` of ``episodes.csv`` (one row per policy and episode).
+        path: the PNG to write.
+        markout_columns: the ``markout_bps_<h>`` columns of ``summary``, shortest first.
+
+    Returns:
+        The written path.
+    """
+    plt = _pyplot()
+    names = list(summary["policy"])
+    pos = np.arange(len(names))
+    colors = [f"C{i}" for i in range(len(names))]
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8), constrained_layout=True)
+    ax = axes[0, 0]
+    mean = np.asarray(summary["pnl_mean"], dtype=np.float64)
+    lo = np.asarray(summary["pnl_ci95_low"], dtype=np.float64)
+    hi = np.asarray(summary["pnl_ci95_high"], dtype=np.float64)
+    ax.bar(pos, mean, color=colors, yerr=np.vstack([mean - lo, hi - mean]), capsize=4)
+    ax.set_title("Mean PnL per episode (95% bootstrap CI)")
+    ax.axhline(0, color="black", lw=0.8)
+    ax = axes[0, 1]
+    data = [np.asarray(episodes.loc[episodes["policy"] == n, "pnl"], dtype=np.float64) for n in names]
+    ax.boxplot(data, positions=pos, widths=0.5, showfliers=False)
+    for i, d in enumerate(data):
+        jitter = (np.arange(d.size) - d.size / 2) * (0.3 / max(d.size, 1))
+        ax.plot(np.full(d.size, pos[i]) + jitter, d, "o", color=colors[i], alpha=0.6, ms=4)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_title("PnL of each episode")
+    for ax, col, title in (
+        (axes[0, 2], "fill_ratio", "Fill ratio"),
+        (axes[1, 0], "adverse_selection_ratio", "Adverse-selection ratio"),
+        (axes[1, 1], "inventory_abs_mean", "Mean |inventory| (lots)"),
+    ):
+        if col in summary.columns:
+            ax.bar(pos, np.asarray(summary[col], dtype=np.float64), color=colors)
+        ax.set_title(title)
+    for ax in (*axes[0], *axes[1, :2]):
+        ax.set_xticks(pos, names, rotation=30, ha="right", fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    ax = axes[1, 2]
+    if markout_columns:
+        labels = [c.replace("markout_bps_", "") for c in markout_columns]
+        for i, n in enumerate(names):
+            ax.plot(labels, np.asarray(summary.loc[summary["policy"] == n, list(markout_columns)],
+                                       dtype=np.float64).reshape(-1), "o-", color=colors[i], label=n)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.legend(fontsize=8)
+    ax.set_title("Mean markout of fills (bps; < 0 = adverse)")
+    ax.set_xlabel("horizon")
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+# ---------------------------------------------------------------------------------------
+# One episode
+# ---------------------------------------------------------------------------------------
+
+
+def fill_markout_rows(fills: Sequence[dict[str, Any]], n_horizons: int) -> np.ndarray:
+    """The env's markouts of each fill as an ``(n_fills, n_horizons)`` array (``nan`` = unresolved).
+
+    >>> fill_markout_rows([{"markouts_bps": [1.5, None]}, {}], 2)
+    array([[1.5, nan],
+           [nan, nan]])
+    """
+    out = np.full((len(fills), n_horizons), np.nan)
+    for i, f in enumerate(fills):
+        for j, v in enumerate((f.get("markouts_bps") or [])[:n_horizons]):
+            if v is not None:
+                out[i, j] = float(v)
+    return out
+
+
+def _quotes_panel(ax: Any, t: np.ndarray, t0: float, trace: dict[str, Any], fills: list[dict],
+                  title: str) -> None:
+    ax.plot(t, np.asarray(trace["mid"], dtype=np.float64), color="black", lw=1.0, label="mid")
+    for key, color, label in (("best_bid", "tab:green", "best bid"), ("best_ask", "tab:red", "best ask")):
+        if key in trace:
+            ax.plot(t, np.asarray(trace[key], dtype=np.float64), color=color, lw=0.5, alpha=0.35,
+                    label=label)
+    ax.step(t, np.asarray(trace["quote_bid"], dtype=np.float64), where="post", color="tab:green",
+            lw=1.3, label="our bid quote")
+    ax.step(t, np.asarray(trace["quote_ask"], dtype=np.float64), where="post", color="tab:red",
+            lw=1.3, label="our ask quote")
+    for side, marker, color, label in ((1, "^", "tab:green", "our buy fill"),
+                                       (-1, "v", "tab:red", "our sell fill")):
+        fs = [f for f in fills if int(f["side"]) == side]
+        if fs:
+            ft = (np.array([f["ts"] for f in fs], dtype=np.float64) - t0) / 1000.0
+            fp = np.array([f["price"] for f in fs], dtype=np.float64)
+            maker = np.array([bool(f.get("maker", True)) for f in fs])
+            ax.scatter(ft[maker], fp[maker], marker=marker, s=70, color=color, edgecolor="black",
+                       zorder=5, label=f"{label} (maker)")
+            if (~maker).any():
+                ax.scatter(ft[~maker], fp[~maker], marker=marker, s=70, facecolor="none",
+                           edgecolor=color, zorder=5, label=f"{label} (taker)")
+    ax.set_ylabel("price")
+    ax.legend(fontsize=8, ncol=4, loc="upper left")
+    ax.set_title(title or "Episode")
+    ax.ticklabel_format(axis="y", useOffset=False, style="plain")
+
+
+def _pnl_panel(ax: Any, t: np.ndarray, ts: np.ndarray, trace: dict[str, Any], fills: list[dict]) -> None:
+    """Cumulative PnL and its split on the step grid: spread capture, fees, inventory PnL."""
+    mid = np.asarray(trace["mid"], dtype=np.float64)
+    pnl = np.asarray(trace["pnl"], dtype=np.float64)
+    spread = np.zeros_like(t)
+    fees = np.zeros_like(t)
+    for f in fills:
+        k = int(np.searchsorted(ts, float(f["ts"]), side="left"))
+        k = min(k, max(ts.size - 1, 0))
+        # the mid at the fill: the env's when it gives one, else the last sampled mid before it
+        m = f.get("mid")
+        if m is None:
+            j = max(int(np.searchsorted(ts, float(f["ts"]), side="right")) - 1, 0)
+            m = mid[j] if mid.size else float(f["price"])
+        spread[k:] += int(f["side"]) * (float(m) - float(f["price"])) * float(f["size"])
+        fees[k:] += float(f.get("fee", 0.0))
+    ax.plot(t, pnl, color="black", lw=1.6, label="total PnL")
+    ax.plot(t, spread, color="tab:blue", label="spread capture")
+    ax.plot(t, pnl - spread + fees, color="tab:orange", label="inventory PnL")
+    ax.plot(t, -fees, color="tab:gray", label="−fees (rebates > 0)")
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_ylabel("cumulative PnL")
+    ax.set_xlabel("time since episode start (s)")
+    ax.legend(fontsize=8, ncol=4, loc="upper left")
+
+
+def _markout_panel(ax: Any, fills: list[dict], horizons_ms: Sequence[float]) -> None:
+    labels = [horizon_label(float(h)) for h in horizons_ms]
+    if fills and labels:
+        mk = fill_markout_rows(fills, len(labels))
+        xs = np.arange(len(labels))
+        for row, f in zip(mk, fills, strict=True):
+            ax.plot(xs, row, color="tab:green" if int(f["side"]) > 0 else "tab:red", alpha=0.25, lw=0.8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-nan horizons
+            ax.plot(xs, np.nanmean(mk, axis=0), "o-", color="black", lw=2,
+                    label=f"mean over {len(fills)} fills")
+        ax.set_xticks(xs, labels)
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no fills in this episode", ha="center", va="center", transform=ax.transAxes)
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xlabel("markout horizon (green = buys, red = sells)")
+    ax.set_ylabel("markout (bps)")
+    ax.grid(alpha=0.3)
+
+
+def plot_episode(trace: dict[str, Any], path: str | os.PathLike, title: str = "") -> Path:
+    """Draw one episode of a policy: quotes and fills, inventory, PnL decomposition, markouts.
+
+    Panels (time in seconds from the episode start):
+
+    1. mid price with the best bid/ask, the agent's resting bid (green) and ask (red)
+       quotes, and its fills (green ▲ = our buy, red ▼ = our sell; filled = maker);
+    2. inventory (lots);
+    3. cumulative PnL and its split: spread capture ``Σ side·(mid_at_fill − price)·size``,
+       fees (cumulative, drawn as −fees), inventory PnL = total − spread capture + fees;
+    4. the env's markout of every fill at each of its horizons (bps) and their mean.
+
+    Args:
+        trace: dict with equal-length arrays ``ts`` (ms), ``mid``, ``best_bid``,
+            ``best_ask``, ``quote_bid``, ``quote_ask`` (nan where no order), ``inventory``,
+            ``pnl``; ``fills``: the env's ``info["episode"]["fills"]`` (dicts with ``ts``,
+            ``side``, ``price``, ``size``, ``maker``, ``fee``, ``mid`` and ``markouts_bps``);
+            ``markout_horizons_ms``: the env's ``info["episode"]["markout_horizons_ms"]``.
+        path: the PNG to write.
+        title: figure title.
+
+    Returns:
+        The written path.
+    """
+    plt = _pyplot()
+    ts = np.asarray(trace["ts"], dtype=np.float64)
+    t0 = ts[0] if ts.size else 0.0
+    t = (ts - t0) / 1000.0
+    fills = list(trace.get("fills", []))
+    fig = plt.figure(figsize=(14, 12), constrained_layout=True)
+    gs = fig.add_gridspec(4, 1, height_ratios=[3, 1.2, 2, 1.8])
+    ax0 = fig.add_subplot(gs[0])
+    ax1 = fig.add_subplot(gs[1], sharex=ax0)
+    ax2 = fig.add_subplot(gs[2], sharex=ax0)
+    _quotes_panel(ax0, t, t0, trace, fills, title)
+    ax1.step(t, np.asarray(trace["inventory"], dtype=np.float64), where="post", color="tab:purple")
+    ax1.axhline(0, color="black", lw=0.6)
+    ax1.set_ylabel("inventory (lots)")
+    _pnl_panel(ax2, t, ts, trace, fills)
+    for ax in (ax0, ax1, ax2):
+        ax.grid(alpha=0.3)
+    plt.setp(ax0.get_xticklabels(), visible=False)
+    plt.setp(ax1.get_xticklabels(), visible=False)
+    _markout_panel(fig.add_subplot(gs[3]), fills, trace.get("markout_horizons_ms") or ())
+    return save_figure(fig, path)
