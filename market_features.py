@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import accumulate
 from operator import mul
 from typing import Any
@@ -85,8 +85,8 @@ class FeatureConfig:
     """Window of the short realised volatility, ms."""
     vol_long_ms: float = 30_000.0
     """Window of the long realised volatility (also the env's sigma estimate), ms."""
-    vpin_bucket_volume: float = 1.0
-    """Volume V of one VPIN bucket, in the feed's base units (the env sets it from the data)."""
+    vpin_bucket_volume: float | None = None
+    """Volume V of one VPIN bucket in base units; None = resolved from the data by the env (``resolve_vpin_bucket``: max(lot, 20 x the median trade size)); ``MarketFeatures`` on its own takes 1.0 for None."""
     vpin_buckets: int = 50
     """Number of completed buckets averaged by VPIN."""
     kyle_interval_ms: float = 1_000.0
@@ -102,12 +102,29 @@ class FeatureConfig:
         for name in ("ofi_window_ms", "trade_window_ms", "vol_short_ms", "vol_long_ms",
                      "vpin_bucket_volume", "kyle_interval_ms", "spread_window_ms"):
             value = getattr(self, name)
+            if value is None and name == "vpin_bucket_volume":
+                continue
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f"FeatureConfig.{name} must be a positive finite number, got {value!r}")
         for name in ("vpin_buckets", "kyle_window", "slope_levels"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"FeatureConfig.{name} must be an int >= 1, got {value!r}")
+
+    def resolve_vpin_bucket(self, median_trade_size: float, lot_size: float) -> FeatureConfig:
+        """This config with ``vpin_bucket_volume`` set from the data when it is None.
+
+        The bucket holds ``max(lot_size, 20 * median_trade_size)``: about twenty typical
+        trades, so a bucket spans seconds on a liquid symbol. A set value is kept.
+
+        >>> FeatureConfig().resolve_vpin_bucket(0.05, 0.01).vpin_bucket_volume
+        1.0
+        >>> FeatureConfig(vpin_bucket_volume=3.0).resolve_vpin_bucket(0.05, 0.01).vpin_bucket_volume
+        3.0
+        """
+        if self.vpin_bucket_volume is not None:
+            return self
+        return replace(self, vpin_bucket_volume=max(lot_size, 20 * median_trade_size))
 
 
 class RollingWindow:
@@ -269,6 +286,7 @@ class MarketFeatures:
         self._bucket_imb = 0.0                   # buy - sell volume in the open bucket
         self._vpin_buckets: deque[float] = deque(maxlen=c.vpin_buckets)
         self._vpin_sum = 0.0
+        self._vpin_v = c.vpin_bucket_volume if c.vpin_bucket_volume is not None else 1.0
         # Kyle's lambda state: intervals [k*I, (k+1)*I)
         self._kyle_k: int | None = None
         self._kyle_mid0: float | None = None     # mid at the start of the open interval
@@ -310,7 +328,7 @@ class MarketFeatures:
         self._trade_abs.add(ts, size)
         self._kyle_flow += signed
         # VPIN: pour the trade into volume buckets of size V, splitting across buckets.
-        v_bucket = self.config.vpin_bucket_volume
+        v_bucket = self._vpin_v
         left = size
         while left > 0:
             room = v_bucket - self._bucket_fill
@@ -420,8 +438,11 @@ class MarketFeatures:
                            bid_px: list, bid_sz: list, ask_px: list, ask_sz: list) -> list[float]:
         """``values`` from the top levels as plain lists (the env's per-step path, no numpy).
 
-        The results are bit-identical to the numpy formulas ``book_imbalance`` and
-        ``depth_slope`` (numpy's pairwise sum and BLAS ``ddot`` order are reproduced).
+        The imbalances are bit-identical to ``book_imbalance`` (numpy's pairwise summation
+        order is reproduced). The depth slopes equal ``depth_slope`` up to a few ulps of
+        their terms: ``depth_slope``'s ``x @ y`` goes through the BLAS ``ddot`` kernel, whose
+        accumulation (FMA contraction, blocking) depends on the BLAS build and the CPU,
+        while this path always sums the products left to right (``_dot``).
 
         Args:
             now: the current exchange time (ms).
@@ -527,7 +548,11 @@ def _np_sum(a: list[float]) -> float:
 
 
 def _dot(x: list[float], y: list[float]) -> float:
-    """``np.dot`` of two float64 vectors: a plain loop below 16 elements (OpenBLAS ``ddot`` tail).
+    """Dot product of two vectors: a plain left-to-right loop below 16 elements, ``np.dot`` above.
+
+    The loop equals OpenBLAS's ``ddot`` on builds whose short-vector tail is a plain loop;
+    others (FMA contraction) can differ in the last ulp, which is why the property test holds
+    the slopes to a rounding-error bound rather than to bit identity.
 
     >>> _dot([1.0, 2.0], [3.0, 4.0])
     11.0
@@ -541,9 +566,9 @@ def _dot(x: list[float], y: list[float]) -> float:
 
 
 def _slope(distances: list, sizes: list[float]) -> float:
-    """``depth_slope`` on plain lists of integer-tick distances, bit-identical to the numpy version.
+    """``depth_slope`` on plain lists of integer-tick distances (equal to a few ulps, see ``_dot``).
 
-    The sums over distances are exact (integers), so only the size sums keep numpy's order.
+    The sums over distances are exact (integers); the size sums keep numpy's order.
 
     >>> _slope([0, 1, 2], [1.0, 2.0, 3.0])
     2.5

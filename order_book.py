@@ -9,13 +9,23 @@ Public names:
 - ``OrderBook``: the book. ``apply(msg)`` takes the messages of ``data_processor.load_messages``
   (a snapshot replaces the book, a delta updates levels and size ``0`` removes a level, trades
   are ignored). Queries in **ticks** (the contract names): ``best_bid()``, ``best_ask()``,
-  ``mid()``, ``microprice()``, ``spread()``, ``depth(n)``, ``size_at(side, price_ticks)``.
+  ``mid()``, ``microprice()``, ``spread()``, ``depth(n)`` (numpy), ``top(n)`` (lists, the
+  per-step path), ``size_at(side, price_ticks)``, ``walk(side, size, limit)`` (what a taker
+  order would get from the visible levels).
   Queries in **price units** carry a ``_price`` suffix: ``best_bid_price()``,
   ``best_ask_price()``, ``mid_price()``, ``microprice_price()``, ``spread_price()``,
   ``price_of(ticks)``. State: ``check_invariants()``, ``copy()``, ``state()`` /
   ``OrderBook.from_state(state)`` (plain numpy arrays, for checkpoints).
 - ``SPEEDUPS``: the compiled per-level loops in use (``_speedups``), or ``None``.
-- ``BID`` / ``ASK``: the side constants ``+1`` / ``-1`` used by ``size_at``.
+- ``BID`` / ``ASK``: the side constants ``+1`` / ``-1`` used by ``size_at`` and ``walk``.
+- ``SORTEDCONTAINERS_VERSION``: the sortedcontainers release whose internals the hot path
+  uses; importing this module with another one raises ``ImportError`` (see below).
+
+Library internals stay here. No other module reads ``bids``/``asks`` through
+sortedcontainers' private attributes (``_list``) or its ``peekitem``/``irange``: they ask this
+class (``best_bid``, ``top``, ``size_at``, ``walk``). The private attributes used below are
+those of sortedcontainers 2.4.0 (pinned in requirements.txt); ``_check_sortedcontainers``
+verifies the version and the attributes at import time and names the fix when they differ.
 
 Layout. ``bids`` and ``asks`` are ``sortedcontainers.SortedDict`` objects mapping
 ``price_ticks -> size``, both keyed by the **positive** tick price (ascending keys), so a
@@ -65,15 +75,49 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+import sortedcontainers
 from sortedcontainers import SortedDict
 
 from messages import ASK, BID, DELTA, KIND_OF_CLASS, SNAPSHOT, TRADE, message_kind
 
-__all__ = ["ASK", "BID", "OrderBook"]
+__all__ = ["ASK", "BID", "SORTEDCONTAINERS_VERSION", "OrderBook"]
 
 logger = logging.getLogger(__name__)
 
 _SNAPSHOT, _DELTA, _TRADE = SNAPSHOT, DELTA, TRADE
+_EPS = 1e-12
+
+SORTEDCONTAINERS_VERSION = "2.4.0"
+"""The sortedcontainers release whose private layout (``SortedList._lists``/``_maxes``/...)
+``_apply_levels``, ``top`` and ``crossed`` rely on; pinned in requirements.txt."""
+
+_SORTED_LIST_INTERNALS = ("_lists", "_maxes", "_len", "_load", "_index", "_expand", "_delete")
+
+
+def _check_sortedcontainers() -> None:
+    """Refuse to run on a sortedcontainers whose internals this module was not written for.
+
+    Raises:
+        ImportError: the installed version is not ``SORTEDCONTAINERS_VERSION``, or its
+            ``SortedDict`` lacks the private attributes the hot path uses. The message names
+            the installed and the supported version and the command that fixes it.
+    """
+    installed = getattr(sortedcontainers, "__version__", "unknown")
+    fix = (f"install the supported version with `pip install sortedcontainers=={SORTEDCONTAINERS_VERSION}` "
+           "(pinned in requirements.txt)")
+    if installed != SORTEDCONTAINERS_VERSION:
+        raise ImportError(
+            f"order_book works on the private internals of sortedcontainers {SORTEDCONTAINERS_VERSION} "
+            f"(SortedList._lists/_maxes/...), but sortedcontainers {installed} is installed: {fix}")
+    keys = SortedDict()._list
+    missing = [a for a in _SORTED_LIST_INTERNALS if not hasattr(keys, a)]
+    if missing or type(keys._lists) is not list or type(keys._maxes) is not list:
+        raise ImportError(
+            f"sortedcontainers {installed} lacks the internals order_book relies on "
+            f"(missing {missing or 'list-typed _lists/_maxes'}): {fix}")
+
+
+_check_sortedcontainers()
 
 
 def _load_speedups() -> ModuleType | None:
@@ -120,12 +164,9 @@ def _side_ops(side: SortedDict) -> tuple:
     for the common cases (no positional index built, no sublist split or merge), delegating
     the rest to the list's own ``_expand``/``_delete``. ``check_invariants`` runs
     sortedcontainers' ``_check`` on both lists, and the property tests call it after every
-    message.
+    message. The attributes exist: ``_check_sortedcontainers`` verified them at import.
     """
-    keys = side._list
-    assert all(hasattr(keys, a) for a in ("_lists", "_maxes", "_len", "_load", "_index", "_expand", "_delete"))
-    assert type(keys._lists) is list and type(keys._maxes) is list
-    return (side, dict.__setitem__.__get__(side), dict.pop.__get__(side), keys)
+    return (side, dict.__setitem__.__get__(side), dict.pop.__get__(side), side._list)
 
 
 def _apply_levels(levels: Any, ops: tuple) -> None:
@@ -387,6 +428,83 @@ class OrderBook:
         out_asks[: len(flat_asks)] = flat_asks
         out_bids, out_asks = out_bids.reshape(n, 2), out_asks.reshape(n, 2)
         return out_bids, out_asks
+
+    def top(self, n: int) -> tuple[list[int], list[float], list[int], list[float]]:
+        """Top ``n`` levels per side as plain lists, best first, not padded.
+
+        ``(bid_prices, bid_sizes, ask_prices, ask_sizes)``: prices in ticks (bids descending,
+        asks ascending), each list as long as the side has levels (at most ``n``). The same
+        levels as ``depth(n)`` without numpy: the env reads it at every decision step.
+
+        Runtime complexity: ``O(n)`` when the best ``n`` keys sit in one sorted sublist (the
+        usual case: sortedcontainers keeps ~1000 keys per sublist), else ``O(log n_levels + n)``.
+
+        >>> b = OrderBook()
+        >>> b.bids.update({10: 1.0, 9: 2.0, 8: 3.0}); b.asks.update({12: 4.0})
+        >>> b.top(2)
+        ([10, 9], [1.0, 2.0], [12], [4.0])
+        """
+        bids, asks = self.bids, self.asks
+        # the best keys straight from the sorted key lists' sublists (a slice of the last bid
+        # sublist, reversed, and of the first ask sublist); irange when a sublist is shorter
+        lists = self._bid_ops[3]._lists
+        if lists and len(lists[-1]) >= n:
+            bid_px = lists[-1][:-n - 1:-1]
+        else:
+            bid_px = list(islice(bids.irange(reverse=True), n))
+        lists = self._ask_ops[3]._lists
+        if lists and len(lists[0]) >= n:
+            ask_px = lists[0][:n]
+        else:
+            ask_px = list(islice(asks.irange(), n))
+        return bid_px, list(map(bids.__getitem__, bid_px)), ask_px, list(map(asks.__getitem__, ask_px))
+
+    def walk(self, side: int, size: float, limit: int | None = None,
+             fill_rest_at_worst: bool = False) -> tuple[float, float]:
+        """What a taker order of ``size`` would get from the visible opposite levels.
+
+        A buy (``side`` +1) walks the asks up from the best, a sell (-1) the bids down; the
+        book itself is not changed (replay: the recorded book does not react to us).
+
+        Args:
+            side: +1 buy, -1 sell.
+            size: quantity wanted.
+            limit: optional worst price in ticks (a limit order's price).
+            fill_rest_at_worst: fill what the visible book lacks at its worst visible price
+                (liquidation); ignored with a ``limit``.
+
+        Returns:
+            ``(filled, vwap_ticks)``; ``(0.0, 0.0)`` if nothing could be taken.
+
+        Runtime complexity: ``O(log n_levels + k)`` for ``k`` levels walked.
+
+        >>> b = OrderBook()
+        >>> b.asks.update({102: 5.0, 103: 4.0})
+        >>> b.walk(BID, 7.0), b.walk(BID, 7.0, limit=102), b.walk(BID, 20.0, fill_rest_at_worst=True)
+        ((7.0, 102.28571428571429), (5.0, 102.0), (20.0, 102.75))
+        """
+        levels = self.asks if side == BID else self.bids
+        if not levels:
+            return 0.0, 0.0
+        keys = levels.irange() if side == BID else levels.irange(reverse=True)
+        left = size
+        cost = 0.0
+        last = None
+        for p in keys:
+            if limit is not None and ((side == BID and p > limit) or (side == ASK and p < limit)):
+                break
+            take = min(left, levels[p])
+            cost += take * p
+            left -= take
+            last = p
+            if left <= _EPS:
+                left = 0.0
+                break
+        if left > 0 and fill_rest_at_worst and last is not None and limit is None:
+            cost += left * last
+            left = 0.0
+        filled = size - left
+        return (filled, cost / filled) if filled > _EPS else (0.0, 0.0)
 
     # ----------------------------------------------------------- price queries
     def price_of(self, ticks: float) -> float:

@@ -1,4 +1,4 @@
-"""MarketMakingEnv: Gymnasium API checks, determinism, episodes, config plumbing, normaliser."""
+"""MarketMakingEnv: Gymnasium API checks, determinism, episodes, config plumbing."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from event_driven_env import (
     DISCRETE_ACTIONS,
     EnvConfig,
     MarketMakingEnv,
-    NormalizeMarketObservation,
 )
+from utils import replace_flat
 
 BOTH_AT_BEST = DISCRETE_ACTIONS.index("both_offset_+0")
 
@@ -45,7 +45,7 @@ def test_check_env(synth, tmp_path, mode):
 def test_gymnasium_make(synth, tmp_path):
     env = gym.make("MarketMaking-v0", data_path=synth, cache_dir=str(tmp_path / "c"), fill_model="bbo_cross",
                    episode_length_s=2.0, warmup_s=1.0)
-    assert env.unwrapped.config.fill_model == "bbo_cross"
+    assert env.unwrapped.config.exchange.fill_model == "bbo_cross"
     obs, info = env.reset(seed=0)
     assert obs["agent"].shape == (len(AGENT_FEATURE_NAMES),)
 
@@ -133,7 +133,7 @@ def test_config_values_reach_their_consumers(synth, tmp_path):
     env = make(synth, tmp_path, maker_fee_bps=-1.0, taker_fee_bps=7.0, order_size=0.3, fill_model="bbo_cross",
                obs_window=3, obs_levels=4, decision_interval_ms=250.0)
     obs, _ = env.reset(seed=0)
-    assert env._ex.maker_rate == -1e-4 and env._ex.taker_rate == 7e-4 and not env._ex.queue
+    assert env._ex.maker_rate == -1e-4 and env._ex.taker_rate == 7e-4 and not env._ex.fill_rule.uses_queue
     assert env.order_size == 0.3 and obs["book"].shape == (3, 4, 4) and obs["features"].shape[0] == 3
     _, _, _, _, info = env.step(0)
     assert info["market"]["ts"] == env.start_ts + 250
@@ -155,7 +155,7 @@ def test_every_message_mode(synth, tmp_path):
                                  dict(adverse_selection_horizon_ms=2000.0), dict(obs_window=0)])
 def test_invalid_config(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
-        EnvConfig(data_path="x", **bad)
+        replace_flat(EnvConfig(data_path="x"), **bad)
 
 
 def test_data_path_list_is_joined_with_pathsep(tmp_path):
@@ -177,25 +177,6 @@ def test_missing_data_path():
         MarketMakingEnv()
 
 
-def test_normaliser_freeze_save_load(synth, tmp_path):
-    env = NormalizeMarketObservation(make(synth, tmp_path))
-    obs, _ = env.reset(seed=0)
-    for _ in range(20):
-        obs, *_ = env.step(BOTH_AT_BEST)
-    assert all(env.observation_space[k].contains(v) for k, v in obs.items())
-    env.freeze()
-    before = {k: r.mean.copy() for k, r in env.rms.items()}
-    env.step(0)
-    assert all(np.array_equal(before[k], env.rms[k].mean) for k in before)
-    path = env.save(tmp_path / "norm.json")
-    env2 = NormalizeMarketObservation(make(synth, tmp_path))
-    env2.load(path)
-    assert env2.frozen and all(np.array_equal(env2.rms[k].mean, env.rms[k].mean) for k in before)
-    env3 = NormalizeMarketObservation(make(synth, tmp_path, obs_window=2))
-    with pytest.raises(ValueError, match="shape"):
-        env3.load(path)
-
-
 @pytest.mark.slow
 def test_sb3_ppo_trains(synth, tmp_path):
     sb3 = pytest.importorskip("stable_baselines3")
@@ -203,3 +184,22 @@ def test_sb3_ppo_trains(synth, tmp_path):
     model = sb3.PPO("MultiInputPolicy", env, n_steps=512, batch_size=128, n_epochs=2, seed=0, verbose=0, device="cpu")
     model.learn(total_timesteps=2048)
     assert model.num_timesteps >= 2048
+
+
+def test_recording_without_trades_warns_and_uses_the_fallback(synth, tmp_path):
+    """The env reads sizes and trade presence from Replay.profile (the recording is read once)."""
+    src = open(synth, "rb").read().splitlines(keepends=True)
+    path = tmp_path / "no_trades.jsonl"
+    path.write_bytes(b"".join(line for line in src if b"publicTrade" not in line))
+    with pytest.warns(UserWarning, match="no trades in the first"):
+        env = MarketMakingEnv(data_path=str(path), cache_dir=str(tmp_path / "c"), episode_length_s=5.0, warmup_s=1.0)
+    prof = env._replay.profile
+    assert not env.has_trades and not prof.has_trades
+    auto = max(prof.median_trade_size, prof.lot_size)          # 0.1 x the median level size here
+    assert env.lot_size == prof.lot_size and env.order_size == pytest.approx(round(auto / env.lot_size) * env.lot_size)
+    env.reset(seed=0)
+    assert env._ex.fill_rule.has_trades is False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                    # bbo_cross ignores trades: no warning
+        MarketMakingEnv(data_path=str(path), cache_dir=str(tmp_path / "c"), episode_length_s=5.0, warmup_s=1.0,
+                        fill_model="bbo_cross")

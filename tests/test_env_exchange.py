@@ -1,4 +1,4 @@
-"""Hand-computable scenarios for every fill rule of SimExchange, fees, liquidation, markouts."""
+"""Hand-computable scenarios for every fill rule of sim_exchange.SimExchange, fees, liquidation, markouts."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import pytest
 
 from data_processor import DeltaMessage, SnapshotMessage
-from event_driven_env import Fill, MarkoutTracker, SimExchange, markout_bps, walk_book
 from order_book import OrderBook
+from sim_exchange import ExchangeConfig, Fill, MarkoutTracker, SimExchange, markout_bps
 
 TICK = 0.5
 
@@ -21,10 +21,11 @@ def delta(ts, bids=(), asks=()):
     return DeltaMessage(ts=ts, symbol="X", bids=list(bids), asks=list(asks), update_id=2, tick_size=TICK)
 
 
-def make(fill_model="queue", bids=((100, 5.0), (99, 4.0)), asks=((102, 5.0), (103, 4.0)), **kw):
+def make(fill_model="queue", bids=((100, 5.0), (99, 4.0)), asks=((102, 5.0), (103, 4.0)), has_trades=True, **kw):
     book = OrderBook("X", tick_size=TICK)
     book.apply(snap(0, list(bids), list(asks)))
-    ex = SimExchange(TICK, fill_model, maker_fee_bps=kw.pop("maker", 0.0), taker_fee_bps=kw.pop("taker", 0.0), **kw)
+    cfg = ExchangeConfig(fill_model=fill_model, maker_fee_bps=kw.pop("maker", 0.0), taker_fee_bps=kw.pop("taker", 0.0), **kw)
+    ex = SimExchange(TICK, cfg, has_trades=has_trades)
     return book, ex
 
 
@@ -78,8 +79,8 @@ def test_bbo_cross_ignores_trades():
 
 def test_one_unit_of_trade_never_fills_two_orders():
     book, ex = make(bids=((99, 4.0),))
-    a = ex.submit_limit(0, +1, 100, 1.0)             # empty level: queue ahead 0
-    b = ex.submit_limit(0, +1, 99, 1.0)              # behind 4 at 99
+    a = ex.submit_limit(0, +1, 100, 1.0, latency=0.0)   # empty level: queue ahead 0
+    b = ex.submit_limit(0, +1, 99, 1.0, latency=0.0)    # behind 4 at 99
     ex.process_events(0, book, None, inclusive=True)
     b.queue_ahead = 0.0                               # pretend the 4 ahead left, so only the budget limits
     ex.on_trade(1, -1, 99, 1.0, 100.0)               # 1 unit: through our 100 bid (fills it), nothing left for 99
@@ -173,7 +174,7 @@ def test_fees_and_rebates():
     live_bid(book2, ex2, size=1.0)
     ex2.on_trade(1, -1, 99, 1.0, 101.0)
     assert ex2.fees == pytest.approx(-0.005) and ex2.cash == pytest.approx(-50.0 + 0.005)
-    ex2.submit_market(2, -1, 1.0)                    # taker sell 1 at best bid 100 = 50.0
+    ex2.submit_market(2, -1, 1.0, latency=0.0)       # taker sell 1 at best bid 100 = 50.0
     ex2.process_events(2, book2, 101.0, inclusive=True)
     assert ex2.fees == pytest.approx(-0.005 + 50.0 * 5.5e-4)
     assert ex2.position == 0.0 and ex2.taker_volume == 1.0
@@ -181,14 +182,16 @@ def test_fees_and_rebates():
 
 def test_market_order_walks_visible_levels():
     book, ex = make()
-    assert walk_book(book, +1, 7.0) == (7.0, pytest.approx((5 * 102 + 2 * 103) / 7))
-    assert walk_book(book, +1, 20.0) == (9.0, pytest.approx((5 * 102 + 4 * 103) / 9))
-    assert walk_book(book, +1, 7.0, limit=102) == (5.0, 102.0)
+    assert book.walk(+1, 7.0) == (7.0, pytest.approx((5 * 102 + 2 * 103) / 7))
+    assert book.walk(+1, 20.0) == (9.0, pytest.approx((5 * 102 + 4 * 103) / 9))
+    assert book.walk(+1, 7.0, limit=102) == (5.0, 102.0)
+    assert book.walk(-1, 6.0) == (6.0, pytest.approx((5 * 100 + 99) / 6))
+    assert book.walk(-1, 12.0, fill_rest_at_worst=True) == (12.0, pytest.approx((5 * 100 + 7 * 99) / 12))
 
 
 def test_crossing_limit_order_takes_then_rests():
     book, ex = make()
-    o = ex.submit_limit(0, +1, 102, 8.0)
+    o = ex.submit_limit(0, +1, 102, 8.0, latency=0.0)
     ex.process_events(0, book, 101.0, inclusive=True)
     assert ex.taker_volume == 5.0 and o.remaining == 3.0 and o.queue_ahead == 0.0
 

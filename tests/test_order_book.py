@@ -301,3 +301,45 @@ def test_inlined_sorted_list_paths_under_churn(load):
             print(f"failing delta #{i}: {msg!r}")
             raise
     assert max(len(book.bids._list._lists), len(book.asks._list._lists)) > (1 if load == 4 else 0)
+
+
+# ----------------------------------------------------------------- top / walk / library pin
+@pytest.mark.parametrize("n_levels", [3, 50, 3000])   # 3000: more keys than one sorted sublist holds
+def test_top_equals_depth(n_levels):
+    book = _book(bids=[(10_000 - 2 * i, 1.0 + i) for i in range(n_levels)],
+                 asks=[(10_001 + 3 * i, 2.0 + i) for i in range(n_levels)])
+    for n in (0, 1, 5, 10, n_levels, n_levels + 5):
+        bp, bs, ap, as_ = book.top(n)
+        db, da = book.depth(n)
+        k = min(n, n_levels)
+        assert (bp, bs) == (db[:k, 0].astype(int).tolist(), db[:k, 1].tolist())
+        assert (ap, as_) == (da[:k, 0].astype(int).tolist(), da[:k, 1].tolist())
+    assert not book.bids._list._index and not book.asks._list._index   # no positional index built
+
+
+def test_walk_takes_the_visible_levels():
+    book = _book(bids=[(100, 5.0), (99, 4.0)], asks=[(102, 5.0), (103, 4.0)])
+    assert book.walk(BID, 7.0) == (7.0, pytest.approx((5 * 102 + 2 * 103) / 7))
+    assert book.walk(BID, 20.0) == (9.0, pytest.approx((5 * 102 + 4 * 103) / 9))
+    assert book.walk(BID, 20.0, fill_rest_at_worst=True) == (20.0, pytest.approx((5 * 102 + 15 * 103) / 20))
+    assert book.walk(BID, 7.0, limit=102) == (5.0, 102.0)
+    assert book.walk(ASK, 6.0, limit=100) == (5.0, 100.0)
+    assert book.walk(ASK, 1.0, limit=101) == (0.0, 0.0)
+    assert _book(bids=[], asks=[]).walk(BID, 1.0) == (0.0, 0.0)
+    book.check_invariants()                              # walking never changes the book
+    assert book.best_ask() == (102, 5.0)
+
+
+def test_sortedcontainers_version_is_checked(monkeypatch):
+    import sortedcontainers
+
+    import order_book
+
+    order_book._check_sortedcontainers()                 # the installed, supported version
+    monkeypatch.setattr(sortedcontainers, "__version__", "2.5.0")
+    with pytest.raises(ImportError, match=r"sortedcontainers 2\.5\.0 is installed.*pip install sortedcontainers==2\.4\.0"):
+        order_book._check_sortedcontainers()
+    monkeypatch.undo()
+    monkeypatch.delattr(sortedcontainers.SortedList, "_expand")
+    with pytest.raises(ImportError, match="_expand"):
+        order_book._check_sortedcontainers()
