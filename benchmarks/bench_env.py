@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from data_processor import load_messages  # noqa: E402
 from event_driven_env import DISCRETE_ACTIONS, MarketMakingEnv  # noqa: E402
+from messages import TradeMessage  # noqa: E402
 from order_book import OrderBook  # noqa: E402
 from synthetic_market import default_dataset  # noqa: E402
 
@@ -42,7 +43,7 @@ def bare_replay(path: str) -> tuple[int, int, float, float]:
     n = n_book = 0
     for msg in load_messages(path):
         n += 1
-        if type(msg).__name__ != "TradeMessage":
+        if not isinstance(msg, TradeMessage):
             book.apply(msg)
             n_book += 1
     return n, n_book, time.process_time() - t, time.perf_counter() - w
