@@ -3,7 +3,7 @@
 
 One job: do, in C, exactly what two pure-Python loops do per price level, so a replay's cost
 per level stops being the interpreter's. The pure-Python loops stay in place and are the
-reference: ``data_processor._levels`` (a level list of the feed -> ``[(ticks, size), ...]``)
+reference: ``feeds.common.levels`` (a level list of the feed -> ``[(ticks, size), ...]``)
 and ``order_book._apply_levels`` (one side of a delta applied to its
 ``SortedDict``). ``tests/test_speedups.py`` checks that both paths give the same messages,
 books and errors.
@@ -124,7 +124,7 @@ cdef inline long long _decimal_ticks(object text, int tick_decimals):
 
 
 def levels(object raw, double inv, dict cache, object new_price):
-    """``[[price, size], ...]`` -> ``[(ticks, size), ...]`` as ``data_processor._levels``; ``None``: defer.
+    """``[[price, size], ...]`` -> ``[(ticks, size), ...]`` as ``feeds.common.levels``; ``None``: defer.
 
     Per level: the size is ``float(size)``, parsed by ``_decimal`` where it has the plain
     decimal shape and by ``PyNumber_Float`` (the C call behind ``float``) otherwise, and is
