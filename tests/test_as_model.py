@@ -127,3 +127,72 @@ def test_bad_action():
         env.step(np.array([np.nan, 1.0]))
     with pytest.raises(ValueError, match="dimension of 2"):
         env.step(np.array([1.0, 1.0, 1.0]))
+
+
+# ----------------------------------------------------------------- Cartea–Jaimungal closed form
+# (closed_form_cj_policy: the optimum of the criterion set in ASModelConfig)
+
+
+def _cj_depths(policy, q, time_left):
+    d = policy.act(None, {"market": {"inventory": np.asarray(q), "time_left": time_left}})
+    return d[..., 0], d[..., 1]
+
+
+def test_cj_without_aversion_is_the_risk_neutral_optimum():
+    cfg = M.ASModelConfig()
+    pol = M.closed_form_cj_policy(cfg)
+    q = np.arange(-10, 11)
+    for time_left in (1.0, 0.5, 0.0):
+        bid, ask = _cj_depths(pol, q, time_left)
+        # omega(t, q) = exp(2 A/e (T - t)) on an unbounded grid: h does not depend on q
+        np.testing.assert_allclose(bid, 1 / cfg.k, atol=1e-4)
+        np.testing.assert_allclose(ask, 1 / cfg.k, atol=1e-4)
+    # value h(0, 0) = 2 A / (k e) T: the risk-neutral expected PnL
+    assert math.isclose(pol.value(0, 1.0), 2 * cfg.A / (cfg.k * math.e) * cfg.terminal_time, rel_tol=1e-6)
+    rn = M.simulate(FixedSpreadPolicy(1 / cfg.k), cfg, n_paths=2000, seed=4)
+    cj = M.simulate(pol, cfg, n_paths=2000, seed=4)
+    # the same quotes (up to the grid-edge effect above), so the same fills on the same paths
+    assert np.array_equal(cj.n_fills, rn.n_fills)
+    np.testing.assert_allclose(cj.pnl, rn.pnl, atol=0.01)
+
+
+def test_cj_terminal_quotes_and_symmetry_by_hand():
+    phi, alpha = 0.3, 0.05
+    cfg = M.ASModelConfig(per_step_inventory_aversion=phi, terminal_inventory_aversion=alpha)
+    pol = M.closed_form_cj_policy(cfg)
+    q = np.arange(-6, 7)
+    # at T, h(T, q) = -alpha q^2: delta_bid = 1/k + alpha (2q + 1), delta_ask = 1/k + alpha (1 - 2q)
+    bid, ask = _cj_depths(pol, q, 0.0)
+    np.testing.assert_allclose(bid, 1 / cfg.k + alpha * (2 * q + 1), atol=1e-12)
+    np.testing.assert_allclose(ask, 1 / cfg.k + alpha * (1 - 2 * q), atol=1e-12)
+    for time_left in (1.0, 0.3):
+        bid, ask = _cj_depths(pol, q, time_left)
+        np.testing.assert_allclose(bid, ask[::-1], atol=1e-9)        # delta_bid(q) = delta_ask(-q)
+        assert np.all(np.diff(bid) > 0) and np.all(np.diff(ask) < 0)  # long: sell cheaper, buy dearer
+
+
+def test_cj_h_table_edges_and_large_aversion():
+    cfg = M.ASModelConfig(per_step_inventory_aversion=50.0, terminal_inventory_aversion=5.0)
+    h = M.cj_h_table(cfg, max_inventory=40)
+    assert h.shape == (cfg.n_steps + 1, 81) and np.isfinite(h).all()   # no cancellation to log(0)
+    bid, ask = M.cj_depths(h[0], np.array([-40, 40, 45]), cfg.k, far=cfg.max_depth)
+    assert ask[0] == cfg.max_depth and bid[1] == cfg.max_depth and bid[2] == cfg.max_depth
+    with pytest.raises(ValueError, match="max_inventory"):
+        M.cj_h_table(cfg, max_inventory=0)
+
+
+@pytest.mark.parametrize("phi,alpha", [(0.1, 0.01), (1.0, 0.1)], ids=["phi0.1", "phi1"])
+def test_cj_criterion_beats_symmetric_and_avellaneda_stoikov(phi, alpha):
+    cfg = M.ASModelConfig(per_step_inventory_aversion=phi, terminal_inventory_aversion=alpha)
+    policies = {"cj": M.closed_form_cj_policy(cfg), "symmetric_1/k": FixedSpreadPolicy(1 / cfg.k),
+                "symmetric_AS_spread": FixedSpreadPolicy(REF_SPREAD / 2),
+                "avellaneda_stoikov": AvellanedaStoikovPolicy(gamma=0.1)}
+    # the same paths for every policy (same seed)
+    reward = {name: M.simulate(p, cfg, n_paths=2000, seed=8).reward for name, p in policies.items()}
+    se = {name: r.std(ddof=1) / math.sqrt(len(r)) for name, r in reward.items()}
+    for name in ("symmetric_1/k", "symmetric_AS_spread", "avellaneda_stoikov"):
+        margin = reward["cj"].mean() - reward[name].mean()
+        assert margin > 3 * math.hypot(se["cj"], se[name]), (name, reward["cj"].mean(), reward[name].mean())
+    # the continuous-time value h(0, 0) is within 3 % of the simulated (discrete-time) criterion
+    value = M.closed_form_cj_policy(cfg).value(0, 1.0)
+    assert abs(reward["cj"].mean() / value - 1) < 0.03, (value, reward["cj"].mean())
