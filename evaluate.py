@@ -1,14 +1,20 @@
-"""Evaluate a trained agent against the baseline market makers on the very same episodes.
+"""Evaluate trained agents against the baseline market makers on the very same episodes.
 
-One job: the evaluation command line. It loads a saved agent (``cli.load_model``), rebuilds
-the env it was trained with from the ``env_config.json`` saved beside it (data, symbol,
-range and episode/cost settings may be overridden; the spaces may not change), builds the
-baselines and runs ``evaluation.run_evaluation``, which writes the per-episode metrics, the
-per-policy summary, comparison plots and (optionally) a figure of each first episode.
+One job: the evaluation command line. It loads one or several saved agents (e.g. the runs
+of several training seeds; ``cli.load_model``), refuses models whose env/action settings
+differ, rebuilds the env they were trained with from the ``env_config.json`` saved beside
+them (data, symbol, range and episode/cost settings may be overridden; the spaces may not
+change), builds the baselines and runs ``evaluation.run_evaluation``: every model and every
+baseline (once) on the same episodes, writing the per-episode metrics, the per-policy
+summary, the paired agent − baseline differences, comparison plots and (optionally) a
+figure of each first episode.
 
 Public names:
 
 - ``build_parser`` / ``add_env_overrides``: the flags (``python evaluate.py --help``).
+- ``resolve_model_paths`` / ``model_names``: model folders, run folders and globs -> model
+  folders, and their names in the ``model`` column.
+- ``check_same_setup``: refuse models trained with different env/action settings.
 - ``saved_env_config`` / ``resolve_env_config``: the evaluation ``EnvConfig``.
 - ``calibration_data``: the data on which AS/GLFT fit their intensity.
 - ``check_spaces``: refuse an env whose spaces differ from the model's.
@@ -21,12 +27,15 @@ Example::
     python evaluate.py --model_path results/<run>/models/final_model
         --data_path ../shared/data/bybit/cryptofeed_v3_BYBIT_linear_ob200_publicTrade.jsonl
         --symbol ETHUSDT --visualize_first
+    python evaluate.py --model_path 'results/ppo_ETHUSDT_discrete_s*'   # every seed's run
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -36,11 +45,12 @@ from typing import Any
 import cli
 import utils
 from cli import load_model, make_env, parse_range, resolve_data_paths
-from evaluation import build_policies, format_table, run_evaluation, table_footnote
+from evaluation import AgentPolicy, build_baselines, format_report, run_evaluation
 
 __all__ = [
-    "add_env_overrides", "build_parser", "calibration_data", "check_spaces", "load_model", "main",
-    "make_env", "resolve_env_config", "run_evaluation", "saved_env_config",
+    "add_env_overrides", "build_parser", "calibration_data", "check_same_setup", "check_spaces",
+    "load_model", "main", "make_env", "model_names", "resolve_env_config", "resolve_model_paths",
+    "run_evaluation", "saved_env_config",
 ]
 
 logger = logging.getLogger(__name__)
@@ -57,17 +67,22 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     g = p.add_argument_group("model, data and run")
-    g.add_argument("--model_path", default=None,
-                   help="folder of a saved agent (results/<run>/models/final_model or best_model); "
-                        "omit to evaluate the baselines only")
+    g.add_argument("--model_path", nargs="+", default=None,
+                   help="saved agent(s): model folders (results/<run>/models/final_model or "
+                        "best_model), run folders (results/<run> = its models/final_model) or globs "
+                        "of either, e.g. the runs of several training seeds; all must share the "
+                        "env/action settings; omit to evaluate the baselines only")
     g.add_argument("--data_path", nargs="+", default=None,
                    help="recording(s): one file, several files or a glob; default: the data the "
                         "model was trained on (or the synthetic market without a model)")
     g.add_argument("--symbol", default=None, help="symbol to use in files holding several")
-    g.add_argument("--num_episodes", type=int, default=10, help="episodes per policy")
+    g.add_argument("--num_episodes", type=int, default=30,
+                   help="episodes per policy and model, the same start times for all")
     g.add_argument("--baselines", nargs="*", default=None,
                    help="baselines to run (default: all of them; give no names for none)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the episode start times")
+    g.add_argument("--seed", type=int, default=0,
+                   help="seed of the episode start times and env resets (episode i: seed + i) and of "
+                        "the bootstrap CIs")
     g.add_argument("--eval_range", nargs=2, type=float, default=None, metavar=("START", "END"),
                    help="time range as fractions of the recording; default: the held-out range "
                         "of the model's training run on its own data, else 0 1")
@@ -75,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="draw the multi-panel figure of each policy's first episode")
     g.add_argument("--out_dir", default="evaluation_results",
                    help="parent folder; results go to <out_dir>/<name>_<timestamp>/")
-    g.add_argument("--name", default=None, help="run name (default: the model's run name, or 'baselines')")
+    g.add_argument("--name", default=None,
+                   help="run name (default: the model's run name, '<first>_and_<n>_more' for "
+                        "several, or 'baselines')")
     g.add_argument("--no_progress", action="store_true", help="no progress bar")
     g.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     return p
@@ -159,32 +176,132 @@ def _default_data() -> Path:
 def _main(args: argparse.Namespace, env_map: dict[str, str]) -> int:
     if args.num_episodes < 1:
         raise utils.CliError(f"--num_episodes must be >= 1, got {args.num_episodes}")
-    agent, saved = (None, None)
-    if args.model_path:
-        agent, saved = load_model(args.model_path)
+    paths = resolve_model_paths(args.model_path) if args.model_path else []
+    loaded = {name: load_model(p) for name, p in zip(model_names(paths), paths, strict=True)}
+    check_same_setup(loaded, compare_held_out=not args.data_path)
+    saved = next(iter(loaded.values()))[1] if loaded else None
     env_config = resolve_env_config(saved, args, _default_data)
     env_config = utils.dataclass_from_args(type(env_config), args, env_map, base=env_config)
     env_cache: dict[str, Any] = {}
-    if agent is not None:
-        env = env_cache[utils.get_flat(env_config, "action_mode")] = make_env(env_config)
-        check_spaces(agent, env)
+    mode = utils.get_flat(env_config, "action_mode")
+    models: dict[str, Any] = {}
+    if loaded:
+        env = env_cache[mode] = make_env(env_config)
+        for name, (agent, _) in loaded.items():
+            check_spaces(agent, env)
+            models[name] = AgentPolicy(agent, mode)
     calibration = calibration_data(saved, env_config, args)
-    policies = build_policies(agent, env_config, args.baselines, args.seed, env_cache, calibration)
-    name = args.name or (_run_name_of(args.model_path) if args.model_path else "baselines")
-    out = Path(args.out_dir) / f"{name}_{time.strftime('%Y%m%d-%H%M%S')}"
+    policies = build_baselines(env_config, args.baselines, args.seed, env_cache, calibration)
+    if not models and not policies:
+        raise utils.CliError("nothing to evaluate: give --model_path or at least one baseline")
+    out = Path(args.out_dir) / f"{args.name or _default_name(list(loaded))}_{time.strftime('%Y%m%d-%H%M%S')}"
     data_files = cli.config_data_files(utils.get_flat(env_config, "data_path"))
-    summary, _ = run_evaluation(
+    result = run_evaluation(
         policies, env_config, out, n_episodes=args.num_episodes, seed=args.seed,
         visualize_first=args.visualize_first, progress=not args.no_progress, env_cache=env_cache,
-        extra_meta={"model_path": args.model_path, "command": sys.argv, "calibration": calibration,
+        models=models,
+        extra_meta={"model_path": str(paths[0]) if paths else None,
+                    "model_paths": {n: str(p) for n, p in zip(loaded, paths, strict=True)},
+                    "command": sys.argv, "calibration": calibration,
                     "data_files": [{"path": str(p), "sha256": utils.sha256_file(p)} for p in data_files]},
     )
     for env in env_cache.values():
         env.close()
-    print(format_table(summary))
-    print(table_footnote(summary))
+    print(format_report(result))
     print(f"wrote {out}")
     return 0
+
+
+def _default_name(names: list[str]) -> str:
+    if not names:
+        return "baselines"
+    return names[0] if len(names) == 1 else f"{names[0]}_and_{len(names) - 1}_more"
+
+
+def resolve_model_paths(specs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Model folders from ``--model_path``: model folders, run folders and globs of either.
+
+    A run folder (``results/<run>``, holding ``models/final_model``) stands for its final
+    model; any other path is taken as a model folder (``cli.load_model`` says what is wrong
+    with it). Globs expand in sorted order; duplicates are dropped.
+
+    Raises:
+        utils.CliError: a glob that matches nothing.
+    """
+    out: list[Path] = []
+    for spec in specs:
+        s = os.fspath(spec)
+        matches = sorted(glob.glob(s)) if glob.has_magic(s) else [s]
+        if not matches:
+            raise utils.CliError(f"--model_path pattern {s!r} matches nothing")
+        for m in matches:
+            p = Path(m)
+            if not (p / "agent.json").is_file() and (p / "models" / "final_model").is_dir():
+                p = p / "models" / "final_model"
+            if p not in out:
+                out.append(p)
+    return out
+
+
+def model_names(paths: Sequence[Path]) -> list[str]:
+    """The ``model`` column value of each model: its run and folder name, made unique.
+
+    >>> model_names([Path("results/s0/models/final_model"), Path("results/s1/models/final_model"),
+    ...              Path("x/results/s1/models/final_model")])
+    ['s0-final_model', 's1-final_model', 's1-final_model#2']
+    """
+    names: list[str] = []
+    for p in paths:
+        base = _run_name_of(str(p))
+        name, k = base, 1
+        while name in names:
+            k += 1
+            name = f"{base}#{k}"
+        names.append(name)
+    return names
+
+
+_NOT_SETUP = ("data_path", "symbol", "time_range", "seed", "cache_dir")
+"""EnvConfig leaves that may differ between the models compared (the training data and
+where its cache lives; the evaluation data is chosen once for all of them)."""
+
+
+def _setup_of(agent: Any, saved: dict[str, Any] | None, compare_held_out: bool) -> dict[str, Any]:
+    from event_driven_env import EnvConfig
+
+    cfg = saved_env_config(saved) or EnvConfig()
+    out: dict[str, Any] = {k: v for k, v in utils.flat_dict(cfg).items() if k not in _NOT_SETUP}
+    out["observation_space"], out["action_space"] = str(agent.observation_space), str(agent.action_space)
+    if compare_held_out:
+        held = (saved or {}).get("held_out") or {}
+        out["held-out data"] = list(held.get("data_path") or [])
+        out["held-out time_range"] = list(held.get("time_range") or [])
+    return out
+
+
+def check_same_setup(loaded: dict[str, tuple[Any, dict[str, Any] | None]], compare_held_out: bool) -> None:
+    """Refuse models trained with different env/action settings (one line naming the first difference).
+
+    Args:
+        loaded: ``{model name: (agent, env_config.json content)}``.
+        compare_held_out: also require the same held-out data and range (when the evaluation
+            data is the models' own held-out data, i.e. without ``--data_path``).
+
+    Raises:
+        utils.CliError: naming the two models, the setting and both values.
+    """
+    items = list(loaded.items())
+    if len(items) < 2:
+        return
+    name0, (agent0, saved0) = items[0]
+    ref = _setup_of(agent0, saved0, compare_held_out)
+    for name, (agent, saved) in items[1:]:
+        other = _setup_of(agent, saved, compare_held_out)
+        for key in [*ref, *(k for k in other if k not in ref)]:
+            if ref.get(key) != other.get(key):
+                raise utils.CliError(
+                    f"models {name0} and {name} differ in {key} ({ref.get(key)!r} vs {other.get(key)!r}): "
+                    "every model must share the env/action configuration")
 
 
 def check_spaces(agent: Any, env: Any) -> None:

@@ -1,41 +1,50 @@
 """Run policies on the very same episodes and summarise them: the evaluation both scripts use.
 
-One job: run every policy (the PPO agent and each baseline) on the same episode start times
-of a recording and turn the env's episode metrics into per-episode rows, a per-policy
-summary, comparison plots and (optionally) a figure of each policy's first episode. The
-agent acts with the normalisation statistics it was saved with (``PPOAgent.predict`` never
-updates them). ``evaluate.py`` is the command line on top; ``train.py`` calls this module
-for its periodic and final held-out evaluations.
+One job: run every policy (one or several trained models of the PPO agent, e.g. one per
+training seed, and each baseline once) on the same episode start times and env seeds of a
+recording and turn the env's episode metrics into per-episode rows (one per model, policy
+and episode), a per-policy summary, the paired agent − baseline differences
+(``paired_stats``), comparison plots and (optionally) a figure of each policy's first
+episode. The agent acts with the normalisation statistics it was saved with
+(``PPOAgent.predict`` never updates them). ``evaluate.py`` is the command line on top;
+``train.py`` calls this module for its periodic and final held-out evaluations.
 
 Public names:
 
 - ``EPISODE_KEYS``, ``markout_columns``, ``episode_columns``, ``summary_columns``: the
   columns, markouts derived from the configured horizons with ``utils.horizon_label``.
+- ``PAIRED_COLUMNS``: the columns of ``paired_differences.csv``.
 - ``AgentPolicy``: wraps a ``PPOAgent`` in the ``baselines.Policy`` interface.
-- ``build_policies``: the agent and the requested baselines (AS/GLFT intensity fitted on
-  the training data).
+- ``build_baselines`` / ``build_policies``: the requested baselines (AS/GLFT intensity
+  fitted on the training data), with or without the agent.
 - ``episode_start_times``: the seeded episode start times shared by every policy.
+- ``episodes_that_fit`` / ``episode_fit_warning``: how many non-overlapping episodes the
+  evaluation range holds, and the warning when fewer than requested.
 - ``run_episode``: one episode of one policy, its metrics and (optionally) its trace.
-- ``evaluate_policies``: every policy on the same start times → ``episodes`` DataFrame.
-- ``summarise``: one row per policy (formulas in the README section "Research workflow").
-- ``format_table`` / ``table_footnote``: the terminal table.
-- ``run_evaluation``: all of the above, writing the output folder.
+- ``evaluate_policies``: every model and policy on the same start times → ``episodes``.
+- ``summarise``: one row per policy (formulas in docs/workflow.md).
+- ``paired_differences``: agent − each baseline on the same episodes (``paired_stats``).
+- ``format_table`` / ``table_footnote`` / ``format_paired_table`` / ``format_report``:
+  the terminal tables.
+- ``EvaluationResult`` / ``run_evaluation``: all of the above, writing the output folder.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
+import paired_stats
 import plots
 import utils
 from cli import make_env
@@ -53,7 +62,7 @@ EPISODE_KEYS: tuple[str, ...] = (
 markouts: ``markout_bps_<h>`` for each configured horizon (``markout_columns``)."""
 
 _SUMMARY_HEAD: tuple[str, ...] = (
-    "policy", "n_episodes", "pnl_mean", "pnl_std", "pnl_ci95_low", "pnl_ci95_high",
+    "policy", "n_episodes", "n_models", "pnl_mean", "pnl_std", "pnl_ci95_low", "pnl_ci95_high",
     "pnl_median", "pnl_min", "pnl_max", "win_rate", "sharpe_episode", "sortino_episode",
     "sharpe_episode_ann", "sortino_episode_ann",
     "sharpe_step_ann", "sortino_step_ann", "max_drawdown_mean", "max_drawdown_max",
@@ -63,8 +72,19 @@ _SUMMARY_TAIL: tuple[str, ...] = (
     "realised_spread_bps",
     "spread_capture_mean", "inventory_pnl_mean", "maker_volume_ratio", "maker_volume_mean",
     "taker_volume_mean", "fees_mean", "inventory_mean", "inventory_abs_mean",
-    "inventory_max_abs", "liquidation_cost_mean", "annualisation",
+    "inventory_max_abs", "liquidation_cost_mean", "quoted_bid_share", "quoted_ask_share",
+    "annualisation",
 )
+
+PAIRED_COLUMNS: tuple[str, ...] = (
+    "metric", "baseline", "diff_mean", "diff_ci_lo", "diff_ci_hi", "sign_p", "wilcoxon_p",
+    "n_episodes", "n_models", "share_positive",
+)
+"""Columns of ``paired_differences.csv``: one row per baseline, agent − baseline of ``metric``
+on the same episodes (``paired_stats.paired_table``; nan with fewer than 2 episodes)."""
+
+AGENT = "agent"
+"""The ``policy`` name of every trained model's rows (the model is in the ``model`` column)."""
 
 
 def markout_columns(horizons_ms: Sequence[float]) -> list[str]:
@@ -85,7 +105,7 @@ def episode_columns(horizons_ms: Sequence[float]) -> tuple[str, ...]:
 def summary_columns(horizons_ms: Sequence[float]) -> tuple[str, ...]:
     """Columns of ``evaluation_summary.csv``, in order (documented in the README section "Research workflow").
 
-    >>> summary_columns([1000])[21:23]
+    >>> summary_columns([1000])[22:24]
     ('markout_bps_1s', 'realised_spread_bps')
     """
     return (*_SUMMARY_HEAD, *markout_columns(horizons_ms), *_SUMMARY_TAIL)
@@ -154,15 +174,14 @@ def _baseline_fit(bl: Any, calibration: dict[str, Any] | None, baseline_names: S
     return fit
 
 
-def build_policies(
-    agent: Any,
+def build_baselines(
     env_config: Any,
     baseline_names: Sequence[str] | None,
     seed: int,
     env_cache: dict[str, Any] | None = None,
     calibration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``{"agent": AgentPolicy, <baseline>: policy, ...}`` for the requested baselines.
+    """``{<baseline>: policy, ...}`` for the requested baselines (``{}`` for none).
 
     The baselines quote ``[bid_offset, ask_offset]`` ticks, so they are built for (and later
     run in) the ``continuous`` action mode of the same env config. AS and GLFT need the
@@ -171,6 +190,48 @@ def build_policies(
     "time_range"}``: the *training* part of the data, so that the baselines see no more of
     the future than the agent did); if the fit fails, AS/GLFT fall back to A = k = 1 per
     tick with a warning.
+
+    Args:
+        env_config: the evaluation ``EnvConfig``.
+        baseline_names: names to build (``None`` = all, empty = none).
+        seed: seed of the random baseline.
+        env_cache: where the continuous-mode env is kept for ``evaluate_policies``.
+        calibration: data for the intensity fit, or ``None`` for no fit.
+
+    Returns:
+        The baselines by name, in the requested order.
+
+    Raises:
+        utils.CliError: for an unknown baseline name.
+    """
+    import baselines as bl
+
+    if baseline_names is not None and not baseline_names:
+        return {}
+    cache = {} if env_cache is None else env_cache
+    if "continuous" not in cache:
+        cache["continuous"] = make_env(utils.replace_flat(env_config, action_mode="continuous"))
+    fit = _baseline_fit(bl, calibration, baseline_names)
+    with warnings.catch_warnings():
+        if fit is None:
+            warnings.simplefilter("ignore", UserWarning)  # already logged above
+        available = dict(bl.make_baselines(cache["continuous"], fit=fit, seed=seed))
+    names = list(available) if baseline_names is None else list(baseline_names)
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise utils.CliError(f"unknown baseline(s) {unknown}; available: {sorted(available)}")
+    return {n: available[n] for n in names}
+
+
+def build_policies(
+    agent: Any,
+    env_config: Any,
+    baseline_names: Sequence[str] | None,
+    seed: int,
+    env_cache: dict[str, Any] | None = None,
+    calibration: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``{"agent": AgentPolicy, <baseline>: policy, ...}``: one agent and ``build_baselines``.
 
     Args:
         agent: a ``PPOAgent`` or ``None``.
@@ -186,28 +247,10 @@ def build_policies(
     Raises:
         utils.CliError: for an unknown baseline name, or nothing to evaluate.
     """
-    import baselines as bl
-
     policies: dict[str, Any] = {}
     if agent is not None:
-        policies["agent"] = AgentPolicy(agent, utils.get_flat(env_config, "action_mode"))
-    if baseline_names is not None and not baseline_names:
-        if not policies:
-            raise utils.CliError("nothing to evaluate: give --model_path or at least one baseline")
-        return policies
-    cache = {} if env_cache is None else env_cache
-    if "continuous" not in cache:
-        cache["continuous"] = make_env(utils.replace_flat(env_config, action_mode="continuous"))
-    fit = _baseline_fit(bl, calibration, baseline_names)
-    with warnings.catch_warnings():
-        if fit is None:
-            warnings.simplefilter("ignore", UserWarning)  # already logged above
-        available = dict(bl.make_baselines(cache["continuous"], fit=fit, seed=seed))
-    names = list(available) if baseline_names is None else list(baseline_names)
-    unknown = [n for n in names if n not in available]
-    if unknown:
-        raise utils.CliError(f"unknown baseline(s) {unknown}; available: {sorted(available)}")
-    policies.update({n: available[n] for n in names})
+        policies[AGENT] = AgentPolicy(agent, utils.get_flat(env_config, "action_mode"))
+    policies.update(build_baselines(env_config, baseline_names, seed, env_cache, calibration))
     if not policies:
         raise utils.CliError("nothing to evaluate: give --model_path or at least one baseline")
     return policies
@@ -232,6 +275,35 @@ def episode_start_times(env: Any, n_episodes: int, seed: int) -> list[int]:
         _, info = env.reset(seed=seed + i)
         starts.append(int(info["market"]["ts"]))
     return starts
+
+
+def episodes_that_fit(range_ms: float, episode_length_s: float) -> int:
+    """Non-overlapping episodes of ``episode_length_s`` in an evaluation range of ``range_ms``.
+
+    >>> episodes_that_fit(2160_000, 300.0)    # the default run's held-out 30 % of 2 h
+    7
+    >>> episodes_that_fit(10_000, 300.0)
+    0
+    """
+    return max(0, int(math.floor(float(range_ms) / (float(episode_length_s) * 1000.0) + 1e-9)))
+
+
+def episode_fit_warning(env: Any, n_episodes: int) -> tuple[int, str | None]:
+    """``(n_fit, message)``: the non-overlapping episodes the env's range holds, and a warning if < ``n_episodes``.
+
+    Episodes start at seeded random times of the range, so with more episodes than fit
+    they overlap: their results are correlated and the bootstrap CIs, which treat the
+    episodes as independent, are too narrow.
+    """
+    cfg = env.config
+    span = float(env.range_end_ts - env.range_start_ts)
+    n_fit = episodes_that_fit(span, cfg.episode_length_s)
+    if n_fit >= n_episodes:
+        return n_fit, None
+    return n_fit, (f"the evaluation range ({span / 1000:.0f} s of data, time_range {tuple(cfg.time_range)}) "
+                   f"fits only {n_fit} non-overlapping episode(s) of {cfg.episode_length_s:g} s, but "
+                   f"{n_episodes} were requested: episodes overlap, their results are correlated and "
+                   "the confidence intervals are too narrow")
 
 
 def _opt_float(v: Any) -> float:
@@ -294,6 +366,14 @@ def _record(trace: dict[str, Any], info: dict) -> None:
     trace["pnl"].append(float(info.get("pnl", 0.0)))
 
 
+class _Run(NamedTuple):
+    """One policy to evaluate: its ``policy`` name, the ``model`` it comes from, the policy."""
+
+    policy: str
+    model: str
+    impl: Any
+
+
 def evaluate_policies(
     policies: dict[str, Any],
     env_config: Any,
@@ -302,12 +382,14 @@ def evaluate_policies(
     trace_first: bool = False,
     progress: bool = True,
     env_cache: dict[str, Any] | None = None,
+    models: dict[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[str, dict[str, Any]]]:
-    """Run every policy on the same ``n_episodes`` start times.
+    """Run every model and policy on the same ``n_episodes`` start times and env seeds.
 
     Args:
-        policies: ``{name: policy}``; each policy's ``action_mode`` selects the env it runs in
-            (same data, range and settings otherwise).
+        policies: ``{name: policy}`` (the baselines, run once; an ``"agent"`` entry is allowed
+            too); each policy's ``action_mode`` selects the env it runs in (same data, range
+            and settings otherwise).
         env_config: the ``EnvConfig`` (data, symbol, time range, costs).
         n_episodes: number of episodes per policy.
         seed: seeds the start times (episode ``i`` uses ``seed + i``).
@@ -315,11 +397,15 @@ def evaluate_policies(
         progress: show a tqdm bar.
         env_cache: keep the envs (one per action mode) here between calls instead of
             closing them (train.py's periodic evaluation).
+        models: ``{model name: AgentPolicy}``: trained models (e.g. one per training seed),
+            run first, each as policy ``"agent"`` with its name in the ``model`` column.
 
     Returns:
-        ``(episodes, step_pnls, traces)``: one row per policy and episode (the env metrics of
-        ``episode_columns`` first), the per-step PnL of each policy (all episodes
-        concatenated), and ``{name: trace}`` of the first episodes.
+        ``(episodes, step_pnls, traces)``: one row per model, policy and episode (``policy``,
+        ``model`` — empty for a policy of ``policies`` —, ``episode``, ``start_ts``, ``seed``,
+        then the env metrics of ``episode_columns``), the per-step PnL of each policy (all
+        models and episodes concatenated), and the traces of the first episodes by policy
+        (``agent_<model>`` for each of several models).
     """
     from tqdm import tqdm
 
@@ -330,39 +416,48 @@ def evaluate_policies(
             envs[mode] = make_env(utils.replace_flat(env_config, action_mode=mode))
         return envs[mode]
 
+    runs = [_Run(AGENT, m, p) for m, p in (models or {}).items()]
+    runs += [_Run(n, "", p) for n, p in policies.items()]
     default_mode = utils.get_flat(env_config, "action_mode")
     keys = episode_columns(_horizons(env_config))
     starts = episode_start_times(env_for(default_mode), n_episodes, seed)
     rows: list[dict[str, Any]] = []
-    step_pnls: dict[str, np.ndarray] = {}
+    steps: dict[str, list[np.ndarray]] = {}
     traces: dict[str, dict[str, Any]] = {}
-    bar = tqdm(total=len(policies) * n_episodes, desc="evaluate", disable=not progress,
+    bar = tqdm(total=len(runs) * n_episodes, desc="evaluate", disable=not progress,
                dynamic_ncols=True, file=sys.stderr)
     try:
-        for name, policy in policies.items():
-            env = env_for(getattr(policy, "action_mode", default_mode))
-            per_step = []
+        for run in runs:
+            env = env_for(getattr(run.impl, "action_mode", default_mode))
+            trace_name = run.policy if len(models or {}) < 2 or run.model == "" else f"{run.policy}_{run.model}"
             for i, t0 in enumerate(starts):
                 t_start = time.perf_counter()
-                ep, steps, trace = run_episode(env, policy, t0, seed + i, trace_first and i == 0)
+                ep, step_pnl, trace = run_episode(env, run.impl, t0, seed + i, trace_first and i == 0)
                 if trace is not None:
-                    traces[name] = trace
-                per_step.append(steps)
-                row: dict[str, Any] = {"policy": name, "episode": i, "start_ts": t0, "seed": seed + i}
-                row.update({k: ep.get(k, float("nan")) for k in keys})
-                row.update({k: v for k, v in ep.items() if k not in row and np.isscalar(v)})
-                row["max_drawdown"] = utils.max_drawdown(np.cumsum(steps))
-                row["wall_s"] = time.perf_counter() - t_start
-                rows.append(row)
-                bar.set_postfix(policy=name, pnl=f"{float(ep.get('pnl', float('nan'))):.2f}")
+                    traces[trace_name] = trace
+                steps.setdefault(run.policy, []).append(step_pnl)
+                rows.append(_episode_row(run, i, t0, seed + i, ep, step_pnl, keys, time.perf_counter() - t_start))
+                bar.set_postfix(policy=run.policy, pnl=f"{float(ep.get('pnl', float('nan'))):.2f}")
                 bar.update(1)
-            step_pnls[name] = np.concatenate(per_step) if per_step else np.zeros(0)
     finally:
         bar.close()
         if env_cache is None:
             for env in envs.values():
                 env.close()
+    step_pnls = {k: np.concatenate(v) if v else np.zeros(0) for k, v in steps.items()}
     return pd.DataFrame(rows), step_pnls, traces
+
+
+def _episode_row(run: _Run, i: int, t0: int, seed: int, ep: dict[str, Any], step_pnl: np.ndarray,
+                 keys: Sequence[str], wall_s: float) -> dict[str, Any]:
+    """One row of ``episodes.csv``: who, which episode, the env's metrics, drawdown, wall time."""
+    row: dict[str, Any] = {"policy": run.policy, "model": run.model, "episode": i, "start_ts": t0,
+                           "seed": seed}
+    row.update({k: ep.get(k, float("nan")) for k in keys})
+    row.update({k: v for k, v in ep.items() if k not in row and np.isscalar(v)})
+    row["max_drawdown"] = utils.max_drawdown(np.cumsum(step_pnl))
+    row["wall_s"] = wall_s
+    return row
 
 
 def _weighted(values: pd.Series, weights: pd.Series) -> float:
@@ -417,8 +512,23 @@ def _market_stats(g: pd.DataFrame, markouts: Sequence[str]) -> dict[str, float]:
         "inventory_abs_mean": float(g["inventory_abs_mean"].mean()),
         "inventory_max_abs": float(g["inventory_max_abs"].max()),
         "liquidation_cost_mean": float(g["liquidation_cost"].mean()),
+        "quoted_bid_share": _mean_or_nan(g, "quoted_bid_share"),
+        "quoted_ask_share": _mean_or_nan(g, "quoted_ask_share"),
     })
     return row
+
+
+def _mean_or_nan(g: pd.DataFrame, col: str) -> float:
+    return float(g[col].mean()) if col in g else float("nan")
+
+
+def _model_grid(g: pd.DataFrame) -> np.ndarray:
+    """The PnL of one policy's rows as a ``(n_models, n_episodes)`` grid (one row without a ``model`` column)."""
+    if "model" not in g or "episode" not in g:
+        return np.asarray(g["pnl"], dtype=np.float64)[None, :]
+    models = g["model"].fillna("").astype(str)
+    grid = g.assign(_m=models).pivot_table(index="_m", columns="episode", values="pnl", aggfunc="mean")
+    return grid.to_numpy(dtype=np.float64)
 
 
 def summarise(
@@ -428,6 +538,11 @@ def summarise(
     seed: int = 0,
 ) -> pd.DataFrame:
     """One row per policy with the metrics of ``summary_columns`` (formulas in the README section "Research workflow").
+
+    The agent's row pools every model (seed) and episode: ``n_episodes`` counts the
+    episodes, ``n_models`` the models, the moments are over all model-episode values, and
+    with several models the CI is ``paired_stats.bootstrap_mean_ci`` (episodes and models
+    resampled). A policy of one model keeps ``utils.bootstrap_ci`` over its episodes.
 
     Annualisation: per-episode ratios use ``365·86400 / episode_length_s`` periods a year,
     per-step ratios ``365·86400·1000 / decision_interval_ms``. Markouts (one column per
@@ -451,9 +566,13 @@ def summarise(
     ppy_step = utils.periods_per_year(decision_interval_ms / 1000.0)
     rows = []
     for name, g in episodes.groupby("policy", sort=False):
-        row: dict[str, Any] = {"policy": name, "n_episodes": len(g)}
+        grid = _model_grid(g)
+        row: dict[str, Any] = {"policy": name, "n_episodes": grid.shape[1], "n_models": grid.shape[0]}
         row.update(_pnl_stats(np.asarray(g["pnl"], dtype=np.float64), step_pnls.get(name, np.zeros(0)),
                               ppy_ep, ppy_step, seed))
+        if grid.shape[0] > 1:
+            # Several models (seeds): the CI also resamples the models (paired_stats docstring).
+            row["pnl_ci95_low"], row["pnl_ci95_high"] = paired_stats.bootstrap_mean_ci(grid, seed=seed)
         row.update(_market_stats(g, markout_columns(horizons)))
         row["annualisation"] = (f"episode: x sqrt({ppy_ep:g}) ({episode_length_s:g} s episodes, "
                                 f"365-day year); step: x sqrt({ppy_step:g})")
@@ -493,6 +612,75 @@ def table_footnote(summary: pd.DataFrame) -> str:
             f"annualisation of the *_ann Sharpe/Sortino columns of evaluation_summary.csv: {ann}")
 
 
+def paired_differences(episodes: pd.DataFrame, metric: str = "pnl", seed: int = 0) -> pd.DataFrame:
+    """Agent − each baseline of ``metric`` on the same episodes, with the columns ``PAIRED_COLUMNS``.
+
+    ``paired_stats.paired_table`` over the ``model`` column (two-level bootstrap 95 % CI over
+    episodes and models, sign and Wilcoxon p-values of the model-averaged per-episode
+    differences). Empty without agent rows; nan statistics with fewer than 2 episodes.
+
+    Args:
+        episodes: from ``evaluate_policies``.
+        metric: the per-episode column compared.
+        seed: seed of the bootstrap.
+
+    Returns:
+        One row per baseline.
+    """
+    ag = episodes[episodes["policy"] == AGENT] if len(episodes) else episodes
+    if ag.empty or not (episodes["policy"] != AGENT).any():
+        return pd.DataFrame(columns=list(PAIRED_COLUMNS))
+    n_ep = int(ag["episode"].nunique())
+    if n_ep < 2:
+        names = list(dict.fromkeys(episodes.loc[episodes["policy"] != AGENT, "policy"]))
+        nan = float("nan")
+        rows = [{"metric": metric, "baseline": n, "diff_mean": nan, "diff_ci_lo": nan, "diff_ci_hi": nan,
+                 "sign_p": nan, "wilcoxon_p": nan, "n_episodes": n_ep,
+                 "n_models": int(ag["model"].nunique()), "share_positive": nan} for n in names]
+        return pd.DataFrame(rows, columns=list(PAIRED_COLUMNS))
+    eps = episodes.assign(model=episodes["model"].fillna("").astype(str))
+    table = paired_stats.paired_table(eps, agent=AGENT, metric=metric, model_col="model", seed=seed)
+    return table.assign(metric=metric)[list(PAIRED_COLUMNS)]
+
+
+def format_paired_table(paired: pd.DataFrame) -> str:
+    """The terminal table of ``paired_differences`` and the line that says what it is."""
+    if paired.empty:
+        return "paired differences: no agent or no baseline evaluated"
+    r = paired.iloc[0]
+    head = (f"paired difference agent - baseline, {r['metric']} per episode on the same "
+            f"{int(r['n_episodes'])} episodes, {int(r['n_models'])} model(s); 95 % bootstrap CI "
+            "over episodes and models, two-sided sign and Wilcoxon p:")
+    if int(r["n_episodes"]) < 2:
+        return head + "\n  (needs at least 2 episodes)"
+    table = paired[["baseline", "diff_mean", "diff_ci_lo", "diff_ci_hi", "sign_p", "wilcoxon_p",
+                    "share_positive"]].rename(columns={
+        "diff_mean": "diff", "diff_ci_lo": "ci95_lo", "diff_ci_hi": "ci95_hi",
+        "share_positive": "agent_better"})
+    return head + "\n" + table.to_string(index=False, float_format=lambda v: f"{v:.3g}")
+
+
+def format_report(result: EvaluationResult) -> str:
+    """What both scripts print after an evaluation: the summary table, its footnote, the paired table, warnings."""
+    parts = [format_table(result.summary), table_footnote(result.summary), "",
+             format_paired_table(result.paired)]
+    parts += [f"warning: {w}" for w in result.meta.get("warnings", [])]
+    return "\n".join(parts)
+
+
+class EvaluationResult(NamedTuple):
+    """What ``run_evaluation`` returns (and wrote)."""
+
+    summary: pd.DataFrame
+    """One row per policy (``evaluation_summary.csv``)."""
+    episodes: pd.DataFrame
+    """One row per model, policy and episode (``episodes.csv``)."""
+    paired: pd.DataFrame
+    """Agent − each baseline (``paired_differences.csv``)."""
+    meta: dict[str, Any]
+    """``evaluation_meta.json``."""
+
+
 def run_evaluation(
     policies: dict[str, Any],
     env_config: Any,
@@ -503,34 +691,83 @@ def run_evaluation(
     progress: bool = True,
     extra_meta: dict[str, Any] | None = None,
     env_cache: dict[str, Any] | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Evaluate ``policies`` and write ``out_dir`` (summary, episodes, plots, meta).
+    models: dict[str, Any] | None = None,
+) -> EvaluationResult:
+    """Evaluate ``models`` and ``policies`` on the same episodes and write ``out_dir``.
 
-    Files: ``evaluation_summary.csv``, ``episodes.csv``, ``evaluation_comparison.png``,
-    ``evaluation_meta.json`` and, with ``visualize_first``, ``episode_first_<policy>.png``
-    for every policy.
+    Files: ``evaluation_summary.csv``, ``episodes.csv``, ``paired_differences.csv``,
+    ``evaluation_comparison.png``, ``evaluation_meta.json`` and, with ``visualize_first``,
+    ``episode_first_<policy>.png`` for every policy (and model). When the evaluation range
+    fits fewer non-overlapping episodes than ``n_episodes``, a warning is logged and stored
+    under ``warnings`` in the meta file (``episode_fit_warning``).
+
+    Args:
+        policies: ``{name: policy}`` run once each (the baselines; see ``evaluate_policies``).
+        env_config: the evaluation ``EnvConfig``.
+        out_dir: the folder to write.
+        n_episodes: episodes per model and policy.
+        seed: seed of the start times, env resets and bootstraps.
+        visualize_first: draw each policy's first episode.
+        progress: show a progress bar.
+        extra_meta: more entries of ``evaluation_meta.json``.
+        env_cache: envs by action mode, kept open (closed here when ``None``).
+        models: ``{model name: AgentPolicy}`` (policy ``"agent"``).
 
     Returns:
-        ``(summary, episodes)``.
+        An ``EvaluationResult``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     cache = {} if env_cache is None else env_cache
     try:
+        mode = utils.get_flat(env_config, "action_mode")
+        if mode not in cache:
+            cache[mode] = make_env(env_config)
+        n_fit, warn = episode_fit_warning(cache[mode], n_episodes)
+        if warn:
+            logger.warning("%s", warn)
         episodes, step_pnls, traces = evaluate_policies(
             policies, env_config, n_episodes, seed, trace_first=visualize_first, progress=progress,
-            env_cache=cache,
+            env_cache=cache, models=models,
         )
     finally:
         if env_cache is None:
             for env in cache.values():
                 env.close()
     summary = summarise(episodes, step_pnls, env_config, seed=seed)
+    paired = paired_differences(episodes, seed=seed)
     utils.atomic_write_text(out / "evaluation_summary.csv", summary.to_csv(index=False))
     utils.atomic_write_text(out / "episodes.csv", episodes.to_csv(index=False))
+    utils.atomic_write_text(out / "paired_differences.csv", paired.to_csv(index=False))
+    _draw(out, summary, episodes, paired, traces, env_config)
+    meta = {
+        "env_config": utils.dataclass_to_dict(env_config),
+        "policies": list(dict.fromkeys(episodes["policy"])),
+        "models": list(models or {}),
+        "n_episodes": n_episodes,
+        "episodes_that_fit": n_fit,
+        "warnings": [warn] if warn else [],
+        "seed": seed,
+        "start_ts": sorted(set(int(v) for v in episodes["start_ts"])),
+        "agent_pnl_mean_by_model": _pnl_by_model(episodes),
+        "wall_s": time.perf_counter() - t0,
+        **(extra_meta or {}),
+    }
+    utils.atomic_write_json(out / "evaluation_meta.json", meta)
+    return EvaluationResult(summary, episodes, paired, meta)
+
+
+def _pnl_by_model(episodes: pd.DataFrame) -> dict[str, float]:
+    ag = episodes[episodes["policy"] == AGENT]
+    return {str(k): float(v) for k, v in ag.groupby("model", sort=False)["pnl"].mean().items()}
+
+
+def _draw(out: Path, summary: pd.DataFrame, episodes: pd.DataFrame, paired: pd.DataFrame,
+          traces: dict[str, dict[str, Any]], env_config: Any) -> None:
+    """The comparison figure and the first-episode figures."""
     plots.plot_evaluation_comparison(summary, episodes, out / "evaluation_comparison.png",
-                                     markout_columns(_horizons(env_config)))
+                                     markout_columns(_horizons(env_config)), paired=paired)
     where = utils.get_flat(env_config, "symbol") or _data_name(env_config)
     for name, trace in traces.items():
         plots.plot_episode(
@@ -538,17 +775,6 @@ def run_evaluation(
             title=(f"{name} — first evaluation episode, {where}, "
                    f"start_ts={trace['ts'][0] if trace['ts'] else '?'}"),
         )
-    meta = {
-        "env_config": utils.dataclass_to_dict(env_config),
-        "policies": list(policies),
-        "n_episodes": n_episodes,
-        "seed": seed,
-        "start_ts": sorted(set(int(v) for v in episodes["start_ts"])),
-        "wall_s": time.perf_counter() - t0,
-        **(extra_meta or {}),
-    }
-    utils.atomic_write_json(out / "evaluation_meta.json", meta)
-    return summary, episodes
 
 
 def _data_name(env_config: Any) -> str:

@@ -434,6 +434,7 @@ class MarketMakingEnv(gym.Env):
         self._steps = 0
         self._refused = 0
         self._inv_samples: list[float] = []
+        self._quoted_steps = [0, 0]  # decision steps ending with a resting bid / ask quote
         self._reset_rings()
         grid = cfg.decision_interval_ms or 100.0
         for k in range(cfg.obs_window - 1, -1, -1):
@@ -494,6 +495,8 @@ class MarketMakingEnv(gym.Env):
         self._record_row(self._now)
         inv = self._ex.position
         self._inv_samples.append(inv)
+        self._quoted_steps[0] += self._ex.quote(BID) is not None
+        self._quoted_steps[1] += self._ex.quote(ASK) is not None
         equity = self._mark(self._feats.mid)
         rw = self._reward
         sigma = self._feats.sigma_per_sqrt_s(int(self._now)) if rw.uses_sigma else 0.0
@@ -825,6 +828,9 @@ class MarketMakingEnv(gym.Env):
         stats["orders_placed"] = ex.orders_placed
         stats["orders_cancelled"] = ex.orders_cancelled
         stats["orders_refused"] = self._refused
+        # share of decision steps at whose end (before the episode's closing cancel) a quote rested
+        stats["quoted_bid_share"] = self._quoted_steps[0] / max(self._steps, 1)
+        stats["quoted_ask_share"] = self._quoted_steps[1] / max(self._steps, 1)
         stats["length_steps"] = self._steps
         stats["start_ts"] = self.start_ts
         stats["end_ts"] = self._now

@@ -13,6 +13,9 @@ Public names:
 - ``paired_table(episodes, ...)``: every baseline of an evaluation's per-episode table
   against the agent, as a ``DataFrame``.
 - ``sign_test_p(diffs)``: the two-sided exact sign test.
+- ``bootstrap_mean_ci(values, ...)``: the two-level bootstrap CI of the mean of a
+  ``(n_models, n_episodes)`` grid (the CI of ``paired_difference``; ``evaluation.summarise``
+  uses it for the agent's own mean over several models).
 
 Method (written once here; the docs link to it):
 
@@ -41,7 +44,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["PairedDifference", "paired_difference", "paired_table", "sign_test_p"]
+__all__ = ["PairedDifference", "bootstrap_mean_ci", "paired_difference", "paired_table", "sign_test_p"]
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,40 @@ def _wilcoxon_p(d: np.ndarray) -> float:
     return float(wilcoxon(nz, alternative="two-sided").pvalue)
 
 
+def bootstrap_mean_ci(values: np.ndarray, *, n_boot: int = 10_000, level: float = 0.95,
+                      seed: int = 0) -> tuple[float, float]:
+    """Two-level percentile-bootstrap CI of the mean of a ``(n_models, n_episodes)`` grid.
+
+    Each replicate resamples the episodes (columns) and, independently, the models (rows)
+    with replacement and takes the mean over the resampled grid (module docstring). With
+    one model it is the ordinary bootstrap over episodes.
+
+    Args:
+        values: ``(n_models, n_episodes)`` (or ``(n_episodes,)``) finite values.
+        n_boot: bootstrap replicates.
+        level: CI level.
+        seed: seeds the bootstrap.
+
+    Returns:
+        ``(lo, hi)``.
+
+    >>> bootstrap_mean_ci(np.array([[1.0, 1.0], [3.0, 3.0]]), n_boot=200)[0] >= 1.0
+    True
+    >>> bootstrap_mean_ci(np.full((2, 3), 2.5))
+    (2.5, 2.5)
+    """
+    d = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    n_s, n_e = d.shape
+    rng = np.random.default_rng(seed)
+    # resample episodes and models independently; counts make the mean one einsum
+    w_e = np.stack([np.bincount(rng.integers(0, n_e, n_e), minlength=n_e) for _ in range(n_boot)])
+    w_s = np.stack([np.bincount(rng.integers(0, n_s, n_s), minlength=n_s) for _ in range(n_boot)])
+    boot = np.einsum("bs,se,be->b", w_s, d, w_e) / (n_s * n_e)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(boot, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
 def paired_difference(agent: np.ndarray, baseline: np.ndarray, *, n_boot: int = 10_000,
                       level: float = 0.95, seed: int = 0) -> PairedDifference:
     """Paired agent − baseline difference with a two-level bootstrap CI (module docstring).
@@ -134,13 +171,7 @@ def paired_difference(agent: np.ndarray, baseline: np.ndarray, *, n_boot: int = 
         raise ValueError("paired values must be finite (an episode without a result cannot be paired)")
     d = a - b[None, :]
     n_s, n_e = d.shape
-    rng = np.random.default_rng(seed)
-    # resample episodes and models independently; counts make the mean one einsum
-    w_e = np.stack([np.bincount(rng.integers(0, n_e, n_e), minlength=n_e) for _ in range(n_boot)])
-    w_s = np.stack([np.bincount(rng.integers(0, n_s, n_s), minlength=n_s) for _ in range(n_boot)])
-    boot = np.einsum("bs,se,be->b", w_s, d, w_e) / (n_s * n_e)
-    alpha = (1.0 - level) / 2.0
-    lo, hi = np.quantile(boot, [alpha, 1.0 - alpha])
+    lo, hi = bootstrap_mean_ci(d, n_boot=n_boot, level=level, seed=seed)
     per_episode = d.mean(axis=0)
     return PairedDifference(
         mean=float(d.mean()), ci_lo=float(lo), ci_hi=float(hi), sign_p=sign_test_p(per_episode),

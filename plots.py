@@ -7,7 +7,8 @@ env's own per-fill markouts (``info["episode"]["fills"]``); nothing is recompute
 Public names:
 
 - ``save_figure``: render a figure to PNG in memory and write it atomically.
-- ``plot_training_curves``: the training curves of a run (``training_curves.png``).
+- ``plot_training_curves``: the training curves of a run (``training_curves.png``), with
+  the collapse diagnostics (``ACTION_GROUP_COLUMNS`` and the other ``diag/`` columns).
 - ``plot_evaluation_comparison``: the policies of an evaluation side by side.
 - ``plot_episode``: one episode of one policy: quotes and fills, inventory, PnL split, markouts.
 """
@@ -88,23 +89,118 @@ def _reward_panel(ax: Any, line: _LogLines, eval_log: Any) -> None:
     if eval_log is not None and len(eval_log):
         ax2.plot(eval_log["timesteps"], eval_log["eval_pnl_mean"], "o--", color="tab:red",
                  label="PnL (held-out eval)")
+    # A policy that never quotes never trades: its PnL is exactly 0 every episode.
+    ax2.axhline(0.0, color="black", lw=1.0, ls=":",
+                label="do nothing (never quote): PnL = 0 per episode")
     ax2.set_ylabel("PnL (quote ccy)")
+    _align_zero(ax, ax2)
     _merged_legend(ax, ax2, loc="best")
-    ax.set_title("Reward vs PnL")
+    ax.set_title("Reward vs PnL (0 = the value of doing nothing)")
+
+
+def _align_zero(ax: Any, ax2: Any) -> None:
+    """Put 0 at the same height on both y axes (the do-nothing line serves both)."""
+    for a in (ax, ax2):
+        lo, hi = a.get_ylim()
+        if not (lo < 0.0 < hi):
+            a.set_ylim(min(lo, -abs(hi) * 0.05 - 1e-9), max(hi, abs(lo) * 0.05 + 1e-9))
+    (l1, h1), (l2, h2) = ax.get_ylim(), ax2.get_ylim()
+    f = max(-l1 / (h1 - l1), -l2 / (h2 - l2))  # height of 0 as a share of each axis
+    f = min(max(f, 0.05), 0.95)
+    ax.set_ylim(min(l1, -f * h1 / (1 - f)), max(h1, -l1 * (1 - f) / f))
+    ax2.set_ylim(min(l2, -f * h2 / (1 - f)), max(h2, -l2 * (1 - f) / f))
 
 
 def _loss_panel(ax: Any, line: _LogLines) -> None:
     line(ax, "policy_loss", "policy loss")
     line(ax, "value_loss", "value loss")
     ax.set_yscale("symlog", linthresh=1e-3)
-    ax3 = ax.twinx()
-    y = _col(line.log, "entropy")
-    if y is not None:
-        ok = np.isfinite(y)
-        ax3.plot(line.x[ok], y[ok], color="tab:green", alpha=0.7, label="entropy")
-    ax3.set_ylabel("entropy")
-    _merged_legend(ax, ax3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     ax.set_title("Losses")
+
+
+def _entropy_panel(ax: Any, line: _LogLines) -> None:
+    line(ax, "entropy", "policy entropy", color="tab:green")
+    u = _col(line.log, "diag/entropy_uniform")
+    if u is not None:
+        h = float(np.nanmax(u))
+        ax.axhline(h, color="black", ls=":", lw=1.0,
+                   label=f"uniform policy: ln {int(round(np.exp(h)))} = {h:.2f}")
+        ax.set_ylim(0.0, h * 1.08)  # 0 = deterministic; the whole range, not the noise near ln n
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    ax.set_title("Entropy (falls as the policy commits)")
+
+
+def _explained_variance_panel(ax: Any, line: _LogLines) -> None:
+    line(ax, "explained_variance", "explained variance", color="tab:purple")
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.axhline(1.0, color="black", lw=0.6, ls=":")
+    ax.set_title("Value function: explained variance (1 = perfect, <= 0 = useless)")
+
+
+ACTION_GROUP_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("diag/action_hold", "hold"), ("diag/action_quote_bid", "quote bid"),
+    ("diag/action_quote_ask", "quote ask"), ("diag/action_quote_both", "quote both"),
+    ("diag/action_cancel", "cancel"), ("diag/action_market", "market order"),
+)
+"""Training-log columns of the discrete action groups and their labels (stacked in the figure)."""
+
+
+def _actions_panels(ax: Any, ax2: Any, line: _LogLines) -> None:
+    """Discrete: the share of each action group and the quote actions' offsets; continuous: each side's offset."""
+    log = line.log
+    shares = [(_col(log, c), label) for c, label in ACTION_GROUP_COLUMNS]
+    if any(v is not None for v, _ in shares):
+        ys = [np.nan_to_num(v) if v is not None else np.zeros_like(line.x) for v, _ in shares]
+        ax.stackplot(line.x, *ys, labels=[label for _, label in shares], alpha=0.85)
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=7, loc="upper left", ncol=3)
+        ax.set_title("Actions taken (share per update)")
+        # the offsets of the quote actions taken: quoting ever further behind is the other
+        # road to passivity (quotes resting where nobody trades)
+        for side, color in (("bid", "tab:green"), ("ask", "tab:red")):
+            line(ax2, f"diag/{side}_offset_mean", f"{side} quotes: mean offset", color=color)
+        ax2.axhline(0.0, color="black", lw=0.8)
+        ax2.set_ylabel("ticks (0 = join the best, > 0 = behind, < 0 = inside)")
+        if ax2.get_legend_handles_labels()[0]:
+            ax2.legend(fontsize=8)
+        ax2.set_title("Offset of the quote actions taken")
+        return
+    for a, side, color in ((ax, "bid", "tab:green"), (ax2, "ask", "tab:red")):
+        mean, lo, mid, hi = (_col(log, f"diag/{side}_offset_{k}") for k in ("mean", "q10", "q50", "q90"))
+        if mean is not None:
+            a.fill_between(line.x, lo, hi, color=color, alpha=0.2, label="10-90 % of actions")
+            a.plot(line.x, mid, color=color, lw=1.0, ls="--", label="median")
+            a.plot(line.x, mean, color=color, lw=1.5, label="mean")
+            a.axhline(0.0, color="black", lw=0.8)
+            a.legend(fontsize=8)
+        a.set_ylabel("ticks (0 = join the best, > 0 = behind, < 0 = inside)")
+        a.set_title(f"Quoted {side} offset (continuous action)")
+
+
+def _quoted_panel(ax: Any, line: _LogLines) -> None:
+    line(ax, "diag/quoted_bid_share", "bid resting (training rollout)", color="tab:green")
+    line(ax, "diag/quoted_ask_share", "ask resting (training rollout)", color="tab:red")
+    line(ax, "eval/quoted_bid_share", "bid (held-out eval, deterministic)", marker_always=True,
+         color="tab:green", ls="--")
+    line(ax, "eval/quoted_ask_share", "ask (held-out eval, deterministic)", marker_always=True,
+         color="tab:red", ls="--")
+    ax.set_ylim(-0.02, 1.02)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    ax.set_title("Share of decision steps with a quote (0 = passive)")
+
+
+def _fills_panel(ax: Any, line: _LogLines) -> None:
+    line(ax, "diag/fills_per_episode", "rollout rate x steps per episode", color="tab:blue")
+    line(ax, "n_fills", "finished training episodes", marker_always=True, color="tab:orange", ls="none")
+    line(ax, "eval/n_fills", "held-out eval (deterministic)", marker_always=True, color="tab:red", ls="--")
+    ax.axhline(0.0, color="black", lw=0.8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    ax.set_title("Fills per episode")
 
 
 def _step_axes(axes: Any) -> None:
@@ -121,11 +217,20 @@ def _step_axes(axes: Any) -> None:
 
 
 def plot_training_curves(log: Any, path: str | os.PathLike, eval_log: Any = None) -> Path:
-    """Draw the training curves of a run into one PNG.
+    """Draw the training curves of a run into one PNG (3 x 4 panels, x axis: environment steps).
 
-    Panels (x axis: environment steps): episode reward vs episode PnL (with the held-out
-    evaluation PnL when given), fill ratio, adverse-selection ratio, maker-volume ratio,
-    inventory (mean |q| and max |q|), losses (policy, value) with the entropy.
+    Row 1, outcomes: episode reward vs episode PnL (with the held-out evaluation PnL when
+    given, and the value of doing nothing: a policy that never quotes earns exactly 0 per
+    episode), fill ratio, adverse-selection ratio, maker-volume ratio. Row 2, learning:
+    inventory (mean |q| and max |q|), policy and value losses, entropy with the uniform
+    policy's entropy as a reference (discrete), explained variance. Row 3, collapse
+    diagnostics (``diag/`` columns): the actions taken (discrete: share of each action
+    group, stacked, and the mean tick offset of the quote actions per side; continuous:
+    the mean and 10/50/90 % quantiles of each side's quoted offset), the share of decision
+    steps with a resting bid / ask quote and the fills per episode, each for the sampled policy of the training rollouts
+    and, where a periodic held-out evaluation ran, the deterministic policy. Collapse to
+    passivity shows as hold + cancel -> 1 or the quotes' offsets growing, quoted shares and
+    fills -> 0, entropy falling and the PnL going to the do-nothing line.
 
     Args:
         log: ``pandas.DataFrame`` of ``training_log.csv`` (columns as documented there).
@@ -136,23 +241,28 @@ def plot_training_curves(log: Any, path: str | os.PathLike, eval_log: Any = None
         The written path.
     """
     plt = _pyplot()
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8), constrained_layout=True)
+    fig, axes = plt.subplots(3, 4, figsize=(20, 11.5), constrained_layout=True)
     line = _LogLines(log)
     _reward_panel(axes[0, 0], line, eval_log)
     for ax, col, title in (
         (axes[0, 1], "fill_ratio", "Fill ratio (fills / orders placed)"),
         (axes[0, 2], "adverse_selection_ratio", "Adverse-selection ratio"),
-        (axes[1, 0], "maker_volume_ratio", "Maker-volume ratio"),
+        (axes[0, 3], "maker_volume_ratio", "Maker-volume ratio"),
     ):
         line(ax, col, col)
         ax.set_title(title)
-    ax = axes[1, 1]
+    ax = axes[1, 0]
     line(ax, "inventory_abs_mean", "mean |inventory|")
     line(ax, "inventory_max_abs", "max |inventory|", linestyle="--")
     ax.set_title("Inventory (lots)")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
-    _loss_panel(axes[1, 2], line)
+    _loss_panel(axes[1, 1], line)
+    _entropy_panel(axes[1, 2], line)
+    _explained_variance_panel(axes[1, 3], line)
+    _actions_panels(axes[2, 0], axes[2, 1], line)
+    _quoted_panel(axes[2, 2], line)
+    _fills_panel(axes[2, 3], line)
     _step_axes(axes)
     return save_figure(fig, path)
 
@@ -162,20 +272,63 @@ def plot_training_curves(log: Any, path: str | os.PathLike, eval_log: Any = None
 # ---------------------------------------------------------------------------------------
 
 
+def _paired_panel(ax: Any, paired: Any) -> None:
+    """Agent − baseline on the same episodes: mean with its paired bootstrap CI, sign-test p."""
+    ok = paired is not None and len(paired) and np.isfinite(np.asarray(paired["diff_mean"], float)).any()
+    if ok:
+        names = list(paired["baseline"])
+        pos = np.arange(len(names))
+        mean = np.asarray(paired["diff_mean"], dtype=np.float64)
+        lo = np.asarray(paired["diff_ci_lo"], dtype=np.float64)
+        hi = np.asarray(paired["diff_ci_hi"], dtype=np.float64)
+        colors = ["tab:green" if a > 0 else "tab:red" if b < 0 else "tab:gray" for a, b in zip(lo, hi, strict=True)]
+        ax.bar(pos, mean, color=colors, yerr=np.vstack([mean - lo, hi - mean]), capsize=4)
+        for x, m, p in zip(pos, mean, np.asarray(paired["sign_p"], dtype=np.float64), strict=True):
+            ax.annotate(f"p={p:.2g}", (x, m), ha="center", va="bottom", fontsize=7,
+                        xytext=(0, 3), textcoords="offset points")
+        ax.set_xticks(pos, names, rotation=30, ha="right", fontsize=9)
+        r = paired.iloc[0]
+        ax.set_title(f"Agent − baseline PnL, paired ({int(r['n_episodes'])} ep, "
+                     f"{int(r['n_models'])} model(s), 95% CI)", fontsize=10)
+    else:
+        ax.text(0.5, 0.5, "no paired comparison\n(needs the agent, a baseline, >= 2 episodes)",
+                ha="center", va="center", transform=ax.transAxes)
+        ax.set_title("Agent − baseline PnL, paired")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.grid(alpha=0.3, axis="y")
+
+
+def _quoted_bars(ax: Any, summary: Any, pos: np.ndarray, names: list[str]) -> None:
+    for col, dx, color, label in (("quoted_bid_share", -0.2, "tab:green", "bid"),
+                                  ("quoted_ask_share", 0.2, "tab:red", "ask")):
+        if col in summary.columns:
+            ax.bar(pos + dx, np.asarray(summary[col], dtype=np.float64), width=0.4, color=color, label=label)
+    ax.set_ylim(0, 1.05)
+    ax.set_xticks(pos, names, rotation=30, ha="right", fontsize=9)
+    ax.grid(alpha=0.3, axis="y")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    ax.set_title("Share of steps with a resting quote")
+
+
 def plot_evaluation_comparison(
-    summary: Any, episodes: Any, path: str | os.PathLike, markout_columns: Sequence[str] = ()
+    summary: Any, episodes: Any, path: str | os.PathLike, markout_columns: Sequence[str] = (),
+    paired: Any = None,
 ) -> Path:
     """Compare the policies of an evaluation in one PNG.
 
     Panels: mean PnL with its 95% bootstrap CI; the PnL of each episode (box plot with the
-    points); fill ratio; adverse-selection ratio; mean |inventory|; mean markout curve by
-    horizon.
+    points; every model's episodes for the agent); fill ratio; the paired difference agent −
+    each baseline with its bootstrap CI and sign-test p (green: CI above 0, red: below);
+    adverse-selection ratio; mean |inventory|; mean markout curve by horizon; share of
+    steps with a resting bid / ask quote.
 
     Args:
         summary: ``pandas.DataFrame`` of ``evaluation_summary.csv`` (one row per policy).
-        episodes: ``pandas.DataFrame`` of ``episodes.csv`` (one row per policy and episode).
+        episodes: ``pandas.DataFrame`` of ``episodes.csv`` (one row per model, policy and episode).
         path: the PNG to write.
         markout_columns: the ``markout_bps_<h>`` columns of ``summary``, shortest first.
+        paired: ``pandas.DataFrame`` of ``paired_differences.csv``, or ``None``.
 
     Returns:
         The written path.
@@ -184,7 +337,9 @@ def plot_evaluation_comparison(
     names = list(summary["policy"])
     pos = np.arange(len(names))
     colors = [f"C{i}" for i in range(len(names))]
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8), constrained_layout=True)
+    fig, axes = plt.subplots(2, 4, figsize=(20, 8), constrained_layout=True)
+    _paired_panel(axes[0, 3], paired)
+    _quoted_bars(axes[1, 3], summary, pos, names)
     ax = axes[0, 0]
     mean = np.asarray(summary["pnl_mean"], dtype=np.float64)
     lo = np.asarray(summary["pnl_ci95_low"], dtype=np.float64)
@@ -208,7 +363,7 @@ def plot_evaluation_comparison(
         if col in summary.columns:
             ax.bar(pos, np.asarray(summary[col], dtype=np.float64), color=colors)
         ax.set_title(title)
-    for ax in (*axes[0], *axes[1, :2]):
+    for ax in (*axes[0, :3], *axes[1, :2]):
         ax.set_xticks(pos, names, rotation=30, ha="right", fontsize=9)
         ax.grid(alpha=0.3, axis="y")
     ax = axes[1, 2]

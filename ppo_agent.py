@@ -14,6 +14,9 @@ Public names:
 - ``RolloutBuffer`` / ``RolloutBatch`` / ``compute_gae``: on-policy storage, GAE with
   truncation bootstrapping and minibatches (defined in ``rollout_buffer.py``, re-exported).
 - ``ppo_losses_numpy``: NumPy reference of the PPO loss (used by the tests).
+- ``action_diagnostics`` / ``step_info_diagnostics``: the ``diag/`` statistics of a rollout
+  passed to the ``learn`` callback (what the policy did: action shares or quantiles, and,
+  for the market env, resting quotes and fills per step), to see a collapse as it happens.
 
 Implementation details (CleanRL's "37 details" / SB3), each commented where it happens:
 vectorised rollouts; GAE; bootstrapping with ``V(final_obs)`` at truncation but not at
@@ -58,7 +61,8 @@ from utils import RunningMeanStd, atomic_write_bytes, atomic_write_json  # noqa:
 
 __all__ = [
     "FORMAT_VERSION", "TRAIN_METRICS", "PPOAgent", "PPOConfig", "RolloutBatch", "RolloutBuffer",
-    "compute_gae", "ppo_losses_numpy", "space_from_json", "space_to_json",
+    "action_diagnostics", "compute_gae", "ppo_losses_numpy", "space_from_json", "space_to_json",
+    "step_info_diagnostics",
 ]
 
 logger = logging.getLogger(__name__)
@@ -227,6 +231,103 @@ def _rng_state_from_json(state: dict[str, Any]) -> dict[str, Any]:
             for k, v in state.items()}
 
 
+# --------------------------------------------------------------------------- diagnostics
+
+
+def action_diagnostics(actions: np.ndarray, mask: np.ndarray, action_space: gym.Space) -> dict[str, float]:
+    """What the policy did in a rollout: the ``diag/`` keys of the actions (real transitions only).
+
+    Discrete: ``diag/action_share_<i>`` = share of the transitions that took action index
+    ``i`` (0-based), and ``diag/entropy_uniform`` = ``ln(n)``, the entropy of the uniform
+    policy (the reference for ``train/entropy``). Box: for each dimension ``j`` of the
+    action *as the env received it* (clipped to the bounds),
+    ``diag/action<j>_mean`` / ``_q10`` / ``_q50`` / ``_q90``.
+
+    Args:
+        actions: the rollout's stored actions, ``(T, N)`` indices or ``(T, N, dim)`` samples.
+        mask: ``(T, N)``; 0 marks reset-only steps (no transition), which are left out.
+        action_space: the single-env action space.
+
+    Returns:
+        The statistics (empty when the rollout holds no transition).
+
+    >>> d = action_diagnostics(np.array([[0, 2], [2, 2]]), np.array([[1, 1], [1, 0]]),
+    ...                        gym.spaces.Discrete(3))
+    >>> [round(d[f"diag/action_share_{i}"], 3) for i in range(3)], round(d["diag/entropy_uniform"], 4)
+    ([0.333, 0.0, 0.667], 1.0986)
+    >>> box = gym.spaces.Box(-1.0, 1.0, (2,))
+    >>> d = action_diagnostics(np.array([[[0.5, 3.0]], [[-0.5, -3.0]]]), np.ones((2, 1)), box)
+    >>> d["diag/action0_mean"], d["diag/action1_q90"]   # clipped to [-1, 1] first
+    (0.0, 0.8)
+    """
+    valid = np.asarray(mask).reshape(-1) > 0
+    if not valid.any():
+        return {}
+    if isinstance(action_space, gym.spaces.Discrete):
+        n = int(action_space.n)
+        a = np.asarray(actions).reshape(-1)[valid].astype(np.int64)
+        shares = np.bincount(a, minlength=n)[:n] / a.size
+        out = {f"diag/action_share_{i}": float(v) for i, v in enumerate(shares)}
+        out["diag/entropy_uniform"] = math.log(n)
+        return out
+    a = np.asarray(actions, dtype=np.float64)
+    a = a.reshape(-1, a.shape[-1])[valid]
+    a = np.clip(a, action_space.low, action_space.high)
+    out = {}
+    for j in range(a.shape[1]):
+        q10, q50, q90 = np.quantile(a[:, j], [0.1, 0.5, 0.9])
+        out.update({f"diag/action{j}_mean": float(a[:, j].mean()), f"diag/action{j}_q10": float(q10),
+                    f"diag/action{j}_q50": float(q50), f"diag/action{j}_q90": float(q90)})
+    return out
+
+
+def step_info_diagnostics(counts: dict[str, float]) -> dict[str, float]:
+    """The per-step ``diag/`` keys of a rollout from the counts gathered by the rollout loop.
+
+    ``counts``: ``steps`` (real transitions whose info was seen) and, where the env's
+    per-step info carries them (the market env's ``info["quotes"]`` and ``info["fills"]``),
+    ``quoted_bid`` / ``quoted_ask`` (transitions after which a bid / ask quote of ours
+    rested) and ``fills`` (fills during those transitions).
+
+    Returns:
+        ``diag/quoted_bid_share``, ``diag/quoted_ask_share`` and ``diag/fills_per_step``
+        for the counts present (empty without steps).
+
+    >>> step_info_diagnostics({"steps": 4, "quoted_bid": 1, "quoted_ask": 4, "fills": 2})
+    {'diag/quoted_bid_share': 0.25, 'diag/quoted_ask_share': 1.0, 'diag/fills_per_step': 0.5}
+    >>> step_info_diagnostics({"steps": 0})
+    {}
+    """
+    n = counts.get("steps", 0)
+    if not n:
+        return {}
+    names = {"quoted_bid": "diag/quoted_bid_share", "quoted_ask": "diag/quoted_ask_share",
+             "fills": "diag/fills_per_step"}
+    return {key: float(counts[k]) / n for k, key in names.items() if k in counts}
+
+
+def _count_step_info(infos: dict, valid: np.ndarray, counts: dict[str, float]) -> None:
+    """Add one vector step's resting quotes and fills (real transitions only) to ``counts``."""
+    quotes, fills = infos.get("quotes"), infos.get("fills")
+    if not isinstance(quotes, dict) and fills is None:
+        return
+    counts["steps"] = counts.get("steps", 0) + int(valid.sum())
+    if isinstance(quotes, dict):
+        for side in ("bid", "ask"):
+            # vector infos: a float array (None -> nan) or an object array (None stays None)
+            v = quotes.get(side)
+            if v is None:
+                continue
+            live = np.array([x is not None and x == x for x in v], bool) & valid
+            if f"_{side}" in quotes:
+                live &= np.asarray(quotes[f"_{side}"], bool)
+            counts[f"quoted_{side}"] = counts.get(f"quoted_{side}", 0) + int(live.sum())
+    if fills is not None:
+        mask = np.asarray(infos.get("_fills", np.ones(len(fills), bool)), bool) & valid
+        counts["fills"] = counts.get("fills", 0) + sum(len(f) for f, m in zip(fills, mask, strict=True)
+                                                       if m and isinstance(f, list | tuple))
+
+
 # --------------------------------------------------------------------------- the agent
 
 
@@ -241,6 +342,8 @@ class _RolloutState:
     disc_ret: np.ndarray
     policy: Any = None
     """The traced concrete policy function for this batch shape (traced on first use)."""
+    step_counts: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Resting quotes and fills of this rollout's steps (``step_info_diagnostics``)."""
 
 
 class PPOAgent:
@@ -536,6 +639,9 @@ class PPOAgent:
             market = self._collect_rollout(envs, buf, state, mode)
             stats = self._update(buf, total_timesteps)
             stats.update(self._progress_stats(time.perf_counter() - t_start, steps_start, market))
+            # What the policy did in this rollout (diag/ keys; numbers only, no randomness).
+            stats.update(action_diagnostics(buf.actions, buf.mask, self.action_space))
+            stats.update(step_info_diagnostics(state.step_counts))
             if callback is not None and callback(self, stats) is False:
                 break
 
@@ -553,6 +659,7 @@ class PPOAgent:
         """Fill ``buf`` with ``n_steps`` vector steps and its advantages; returns the market metrics seen."""
         cfg = self.config
         buf.reset()
+        state.step_counts = {}
         market: dict[str, list[float]] = {}
         for _ in range(cfg.n_steps):
             self._rollout_step(envs, buf, state, mode, market)
@@ -593,6 +700,7 @@ class PPOAgent:
         dones = np.logical_or(terminated, truncated) & valid
         self._track_episodes(state, rewards, valid, dones)
         self._collect_episode_metrics(infos, mode, market)
+        _count_step_info(infos, valid, state.step_counts)
         if self.ret_rms is not None:
             # Reward scaling by the std of the discounted return (SB3 VecNormalize).
             state.disc_ret = state.disc_ret * cfg.gamma + rewards

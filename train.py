@@ -2,14 +2,20 @@
 
 One job: the training CLI. ``python train.py`` with no arguments generates the synthetic
 market once into ``data/``, trains on its first 70 % of time, evaluates on the last 30 %
-during training (selecting ``best_model``) and at the end against the baselines, and writes
-everything into ``results/<run_name>_<timestamp>/`` (files and columns in the README section "Research workflow").
+during training (selecting ``best_model``) and at the end against the baselines (the same
+episodes for every policy, with the paired agent − baseline differences, through
+``evaluation.run_evaluation`` like ``evaluate.py``), and writes everything into
+``results/<run_name>_<timestamp>/`` (files and columns in docs/workflow.md).
 
 Public names:
 
 - ``TrainSettings``: the loop settings (budget, intervals, evaluation sizes).
+- ``LOG_COLUMNS``: the columns of ``training_log.csv``.
 - ``TrainingMonitor``: the ``PPOAgent.learn`` callback (CSV/TensorBoard logging, progress
   bar, periodic evaluation, checkpoints, NaN guard, Ctrl-C handling).
+- ``ACTION_GROUPS`` / ``action_group`` / ``market_diagnostics``: the market's collapse
+  diagnostics (``diag/`` keys: action groups, quoted offsets, fills per episode) derived
+  from the agent's generic ones.
 - ``TensorBoardWriter``: scalar event files through ``tf.summary.write`` (works without the
   ``tensorboard`` package, which is only needed to view them).
 - ``build_parser`` / ``main``: the CLI (``python train.py --help``).
@@ -51,8 +57,19 @@ LOG_COLUMNS: tuple[str, ...] = (
     "markout_bps_1s", "fees", "policy_loss", "value_loss", "entropy", "approx_kl",
     "clip_fraction", "explained_variance", "grad_norm", "learning_rate", "steps_per_s",
     "time_env_s", "time_policy_s", "time_update_s", "eval_pnl_mean", "eval_pnl_std",
+    "n_fills", "diag/action_hold", "diag/action_quote_bid", "diag/action_quote_ask",
+    "diag/action_quote_both", "diag/action_cancel", "diag/action_market",
+    "diag/bid_offset_mean", "diag/bid_offset_q10", "diag/bid_offset_q50", "diag/bid_offset_q90",
+    "diag/ask_offset_mean", "diag/ask_offset_q10", "diag/ask_offset_q50", "diag/ask_offset_q90",
+    "diag/quoted_bid_share", "diag/quoted_ask_share", "diag/fills_per_episode",
+    "diag/entropy_uniform", "eval/quoted_bid_share", "eval/quoted_ask_share", "eval/n_fills",
 )
-"""Columns of ``training_log.csv`` (one row per PPO update; documented in the README section "Research workflow")."""
+"""Columns of ``training_log.csv`` (one row per PPO update; documented in docs/workflow.md).
+The ``diag/`` and ``eval/`` columns carry the key of the same name (``market_diagnostics``,
+``TrainingMonitor``)."""
+
+ACTION_GROUPS: tuple[str, ...] = ("hold", "quote_bid", "quote_ask", "quote_both", "cancel", "market")
+"""Groups of the discrete market actions in the ``diag/action_<group>`` keys (``action_group``)."""
 
 _STAT_OF_COLUMN = {
     "reward": "rollout/ep_return_mean", "ep_len": "rollout/ep_len_mean",
@@ -60,7 +77,7 @@ _STAT_OF_COLUMN = {
     "adverse_selection_ratio": "market/adverse_selection_ratio",
     "maker_volume_ratio": "market/maker_volume_ratio",
     "inventory_abs_mean": "market/inventory_abs_mean", "inventory_max_abs": "market/inventory_max_abs",
-    "markout_bps_1s": "market/markout_bps_1s", "fees": "market/fees",
+    "markout_bps_1s": "market/markout_bps_1s", "fees": "market/fees", "n_fills": "market/n_fills",
     "policy_loss": "train/policy_loss", "value_loss": "train/value_loss", "entropy": "train/entropy",
     "approx_kl": "train/approx_kl", "clip_fraction": "train/clip_fraction",
     "explained_variance": "train/explained_variance", "grad_norm": "train/grad_norm",
@@ -80,6 +97,71 @@ on 2 cores). Reward normalisation: the env's reward is in tick x lot units (epis
 ~-1e4), which made the value loss ~1e4 and its gradient dominate the global-norm clip, so the
 policy barely moved.
 """
+
+def action_group(name: str) -> str:
+    """The ``ACTION_GROUPS`` entry of a discrete action name (``event_driven_env.DISCRETE_ACTIONS``).
+
+    >>> [action_group(n) for n in ("hold", "bid_offset_+1", "ask_offset_-2", "both_offset_+0",
+    ...                            "cancel_all", "market_sell")]
+    ['hold', 'quote_bid', 'quote_ask', 'quote_both', 'cancel', 'market']
+    """
+    for prefix, group in (("bid_", "quote_bid"), ("ask_", "quote_ask"), ("both_", "quote_both"),
+                          ("cancel", "cancel"), ("market", "market")):
+        if name.startswith(prefix):
+            return group
+    return "hold"
+
+
+def market_diagnostics(stats: dict[str, float], action_names: Sequence[str] | None,
+                       steps_per_episode: int) -> dict[str, float]:
+    """The market's ``diag/`` keys derived from the agent's generic ones (``ppo_agent.action_diagnostics``).
+
+    - discrete (``action_names`` given): ``diag/action_<group>`` = the summed
+      ``diag/action_share_<i>`` of the actions of each of ``ACTION_GROUPS``;
+      and ``diag/{bid,ask}_offset_mean``: the mean tick offset of the actions taken that
+      quote that side (``<side>_offset_<o>`` and ``both_offset_<o>``, weighted by their
+      shares; nan when none did): quoting ever further behind shows here;
+    - continuous: ``diag/{bid,ask}_offset_{mean,q10,q50,q90}`` = ``diag/action{0,1}_...``
+      (offsets in ticks from the best price of the side, as the env received them);
+    - ``diag/fills_per_episode`` = ``diag/fills_per_step`` x ``steps_per_episode``: this
+      rollout's fill rate as fills per episode (every update, unlike ``market/n_fills``,
+      which exists only when an episode finished).
+
+    >>> d = market_diagnostics({"diag/action_share_0": 0.5, "diag/action_share_1": 0.25,
+    ...                         "diag/action_share_2": 0.25, "diag/fills_per_step": 0.01},
+    ...                        ("hold", "bid_offset_+0", "cancel_all"), 300)
+    >>> d["diag/action_hold"], d["diag/action_quote_bid"], d["diag/action_cancel"], d["diag/fills_per_episode"]
+    (0.5, 0.25, 0.25, 3.0)
+    >>> d["diag/bid_offset_mean"], d["diag/ask_offset_mean"]
+    (0.0, nan)
+    """
+    out: dict[str, float] = {}
+    if action_names is not None:
+        shares = [stats.get(f"diag/action_share_{i}") for i in range(len(action_names))]
+        if all(v is not None for v in shares):
+            pairs = list(zip(shares, action_names, strict=True))
+            for g in ACTION_GROUPS:
+                out[f"diag/action_{g}"] = float(sum(v for v, n in pairs if action_group(n) == g))
+            out.update(_discrete_offsets(pairs))
+    else:
+        for side, j in (("bid", 0), ("ask", 1)):
+            for k in ("mean", "q10", "q50", "q90"):
+                if f"diag/action{j}_{k}" in stats:
+                    out[f"diag/{side}_offset_{k}"] = float(stats[f"diag/action{j}_{k}"])
+    if "diag/fills_per_step" in stats:
+        out["diag/fills_per_episode"] = float(stats["diag/fills_per_step"]) * steps_per_episode
+    return out
+
+
+def _discrete_offsets(pairs: Sequence[tuple[float, str]]) -> dict[str, float]:
+    """``diag/{bid,ask}_offset_mean`` of the discrete quote actions taken (``market_diagnostics``)."""
+    out = {}
+    for side in ("bid", "ask"):
+        w = [(v, int(n.rsplit("_", 1)[1])) for v, n in pairs if n.startswith((f"{side}_offset_", "both_offset_"))]
+        total = sum(v for v, _ in w)
+        out[f"diag/{side}_offset_mean"] = float(sum(v * o for v, o in w) / total) if total > 0 else math.nan
+    return out
+
 
 _NAN_KEYS = ("train/policy_loss", "train/value_loss", "train/entropy", "train/approx_kl", "train/loss")
 
@@ -108,8 +190,9 @@ class TrainSettings:
     """Episodes of each periodic held-out evaluation (same start times every time)."""
     final_eval: bool = True
     """At the end, evaluate the final agent against the baselines on the held-out data."""
-    final_eval_episodes: int = 5
-    """Episodes per policy of the final evaluation."""
+    final_eval_episodes: int = 30
+    """Episodes per policy of the final evaluation (same start times for every policy; the
+    paired agent − baseline CIs need enough of them)."""
     plot_interval: int = 20
     """Redraw ``training_curves.png`` every this many updates."""
 
@@ -162,20 +245,26 @@ class TrainingMonitor:
         run_dir: the run folder.
         settings: loop settings.
         model_meta: written as ``env_config.json`` into every saved model/checkpoint.
-        eval_fn: ``eval_fn(agent) -> (mean_pnl, std_pnl)`` on the held-out range, or ``None``.
+        eval_fn: ``eval_fn(agent) -> (mean_pnl, std_pnl)`` or ``(mean_pnl, std_pnl, extra)``
+            on the held-out range, or ``None``; ``extra`` maps ``eval/`` keys to values (the
+            deterministic policy's quoted shares and fills per episode).
         total_timesteps: the run budget (for the progress bar).
         log_rows: rows of an earlier part of the run (resume).
         best_eval: best held-out mean PnL so far (resume).
         progress: show the tqdm bar.
+        diagnostics: ``diagnostics(stats) -> dict`` of derived keys added to every update's
+            stats (``market_diagnostics``), or ``None``.
     """
 
     def __init__(self, run_dir: Path, settings: TrainSettings, model_meta: dict[str, Any],
                  eval_fn: Any, total_timesteps: int, start_timesteps: int = 0,
                  log_rows: list[dict[str, Any]] | None = None, best_eval: float = -math.inf,
-                 progress: bool = True, wall_offset: float = 0.0) -> None:
+                 progress: bool = True, wall_offset: float = 0.0,
+                 diagnostics: Callable[[dict[str, float]], dict[str, float]] | None = None) -> None:
         from tqdm import tqdm
 
         self.run_dir, self.settings, self.model_meta, self.eval_fn = run_dir, settings, model_meta, eval_fn
+        self.diagnostics = diagnostics
         self.rows: list[dict[str, Any]] = list(log_rows or [])
         self.best_eval = best_eval
         self.stop_requested = False
@@ -200,7 +289,10 @@ class TrainingMonitor:
             )
             return False
         s = self.settings
+        if self.diagnostics is not None:
+            stats = {**stats, **self.diagnostics(stats)}
         row = {c: float(stats.get(k, math.nan)) for c, k in _STAT_OF_COLUMN.items()}
+        row.update({c: float(stats.get(c, math.nan)) for c in LOG_COLUMNS if c.startswith("diag/")})
         row.update(update=agent.num_updates, timesteps=agent.num_timesteps,
                    wall_s=time.perf_counter() - self.t0,
                    eval_pnl_mean=math.nan, eval_pnl_std=math.nan)
@@ -222,9 +314,12 @@ class TrainingMonitor:
         return not self.stop_requested
 
     def _evaluate(self, agent: Any, row: dict[str, Any], tb_values: dict[str, float]) -> None:
-        mean, std = self.eval_fn(agent)
+        mean, std, *rest = self.eval_fn(agent)
+        extra = rest[0] if rest else {}
         row["eval_pnl_mean"], row["eval_pnl_std"] = mean, std
         tb_values["eval/pnl_mean"], tb_values["eval/pnl_std"] = mean, std
+        row.update({k: float(v) for k, v in extra.items() if k in LOG_COLUMNS})
+        tb_values.update(extra)
         if mean > self.best_eval:
             self.best_eval = mean
             save_model(agent, self.run_dir / "models" / "best_model", self.model_meta)
@@ -501,7 +596,7 @@ def _train(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> int:
     logger.info("run folder: %s (budget %d steps, %d steps per episode)", run_dir, total,
                 steps_per_episode(env_cfg))
     monitor = _make_monitor(run_dir, settings, model_meta, agent, ckpt is not None, total,
-                            _periodic_eval_fn(eval_cfg, settings, seed), args)
+                            _periodic_eval_fn(eval_cfg, settings, seed), args, _diagnostics_fn(env_cfg))
     _learn_with_sigint(agent, envs, total, monitor)
     return _finish(agent, monitor, run_dir, model_meta, (env_cfg, eval_cfg), settings, seed, args)
 
@@ -547,24 +642,32 @@ def _new_run(args: argparse.Namespace, run: dict[str, Any], envs: Any, eval_cfg:
 
 def _periodic_eval_fn(eval_cfg: Any, settings: TrainSettings, seed: int
                       ) -> Callable[[Any], tuple[float, float]] | None:
-    """``eval_fn(agent) -> (mean, std)`` of the held-out PnL (same start times every time), or ``None``."""
+    """``eval_fn(agent) -> (mean, std, extra)`` of the held-out PnL (same start times every time), or ``None``.
+
+    ``extra``: ``eval/quoted_bid_share``, ``eval/quoted_ask_share`` and ``eval/n_fills``
+    (means over the episodes) of the deterministic policy: the one that is evaluated, and
+    the first to collapse to never quoting while the sampling policy still explores.
+    """
     if not settings.eval_interval:
         return None
     env_cache: dict[str, Any] = {}
     action_mode = utils.get_flat(eval_cfg, "action_mode")
 
-    def eval_fn(agent: Any) -> tuple[float, float]:
+    def eval_fn(agent: Any) -> tuple[float, float, dict[str, float]]:
         policy = {"agent": evaluation.AgentPolicy(agent, action_mode)}
         eps, _, _ = evaluation.evaluate_policies(policy, eval_cfg, settings.eval_episodes, seed + 10_000,
                                                  progress=False, env_cache=env_cache)
         pnl = np.asarray(eps["pnl"], dtype=np.float64)
-        return float(pnl.mean()), float(pnl.std(ddof=1)) if pnl.size > 1 else math.nan
+        extra = {f"eval/{k}": float(eps[k].mean()) for k in ("quoted_bid_share", "quoted_ask_share", "n_fills")
+                 if k in eps}
+        return float(pnl.mean()), float(pnl.std(ddof=1)) if pnl.size > 1 else math.nan, extra
 
     return eval_fn
 
 
 def _make_monitor(run_dir: Path, settings: TrainSettings, model_meta: dict[str, Any], agent: Any,
-                  resumed: bool, total: int, eval_fn: Any, args: argparse.Namespace) -> TrainingMonitor:
+                  resumed: bool, total: int, eval_fn: Any, args: argparse.Namespace,
+                  diagnostics: Any = None) -> TrainingMonitor:
     """The ``learn`` callback; on resume it continues the log, the best PnL and the wall clock."""
     rows, best, wall = [], -math.inf, 0.0
     if resumed:
@@ -578,7 +681,16 @@ def _make_monitor(run_dir: Path, settings: TrainSettings, model_meta: dict[str, 
         wall = float(latest.get("wall_s", 0.0))
     return TrainingMonitor(run_dir, settings, model_meta, eval_fn, total,
                            start_timesteps=agent.num_timesteps, log_rows=rows, best_eval=best,
-                           progress=not args.no_progress, wall_offset=wall)
+                           progress=not args.no_progress, wall_offset=wall, diagnostics=diagnostics)
+
+
+def _diagnostics_fn(env_cfg: Any) -> Callable[[dict[str, float]], dict[str, float]]:
+    """``market_diagnostics`` for this env's action mode and episode length."""
+    from event_driven_env import DISCRETE_ACTIONS
+
+    names = DISCRETE_ACTIONS if utils.get_flat(env_cfg, "action_mode") == "discrete" else None
+    return functools.partial(market_diagnostics, action_names=names,
+                             steps_per_episode=steps_per_episode(env_cfg))
 
 
 def _learn_with_sigint(agent: Any, envs: Any, total: int, monitor: TrainingMonitor) -> None:
@@ -639,18 +751,18 @@ def _final_evaluation(agent: Any, env_cfg: Any, eval_cfg: Any, settings: TrainSe
     # AS/GLFT calibrate on the training part: no look-ahead.
     calibration = {"data_path": utils.get_flat(env_cfg, "data_path"), "symbol": utils.get_flat(env_cfg, "symbol"),
                    "time_range": list(utils.get_flat(env_cfg, "time_range"))}
-    policies = evaluation.build_policies(agent, eval_cfg, None, seed, cache, calibration)
-    logger.info("final evaluation on the held-out data: %s, %d episodes each", list(policies),
+    policies = evaluation.build_baselines(eval_cfg, None, seed, cache, calibration)
+    models = {f"{run_dir.name}-final_model": evaluation.AgentPolicy(agent, utils.get_flat(eval_cfg, "action_mode"))}
+    logger.info("final evaluation on the held-out data: agent and %s, %d episodes each", list(policies),
                 settings.final_eval_episodes)
-    summary, _ = evaluation.run_evaluation(
+    result = evaluation.run_evaluation(
         policies, eval_cfg, run_dir / "evaluation", n_episodes=settings.final_eval_episodes,
-        seed=seed, visualize_first=True, progress=not args.no_progress, env_cache=cache,
+        seed=seed, visualize_first=True, progress=not args.no_progress, env_cache=cache, models=models,
         extra_meta={"model_path": str(run_dir / "models" / "final_model"), "calibration": calibration},
     )
     for env in cache.values():
         env.close()
-    print(evaluation.format_table(summary))
-    print(evaluation.table_footnote(summary))
+    print(evaluation.format_report(result))
 
 
 def _symbol_of(files: Sequence[Path]) -> str:

@@ -1,5 +1,7 @@
 """evaluate.py: CLI smoke (every file and CSV column), same episodes for every policy,
-determinism, a synthetic-trained model on a real recording, one-line errors."""
+determinism, several models (seeds) on the same episodes with the paired table, refusal of
+models with different settings, the too-few-episodes warning, a synthetic-trained model on a
+real recording, one-line errors."""
 
 from __future__ import annotations
 
@@ -36,24 +38,37 @@ def tiny_data(tmp_path_factory) -> Path:
     return generate_file(tmp_path_factory.mktemp("data") / "synth_ETHUSDT.jsonl", hours=0.1, seed=5)
 
 
-@pytest.fixture(scope="module")
-def model_dir(tiny_data, tmp_path_factory) -> Path:
+def _save_tiny_model(path: Path, data: Path, seed: int, **env_leaves) -> Path:
     """An (untrained) agent saved the way train.py saves it, with its env config."""
     import cli
     import utils
     from event_driven_env import EnvConfig
     from ppo_agent import PPOAgent, PPOConfig
 
-    cfg = utils.from_flat(EnvConfig, data_path=str(tiny_data), time_range=(0.0, 0.7), episode_length_s=20.0,
-                          warmup_s=2.0)
+    leaves = {"episode_length_s": 20.0, "warmup_s": 2.0, **env_leaves}
+    cfg = utils.from_flat(EnvConfig, data_path=str(data), time_range=(0.0, 0.7), **leaves)
     env = cli.make_env(cfg)
     agent = PPOAgent(env.observation_space, env.action_space,
                      utils.from_flat(PPOConfig, jit_compile=False, conv_filters=4, lstm_units=8, hidden_size=16),
-                     seed=1)
+                     seed=seed)
     env.close()
-    path = tmp_path_factory.mktemp("run") / "models" / "final_model"
-    cli.save_model(agent, path, cli.model_metadata(cfg, [tiny_data], (0.7, 1.0)))
+    cli.save_model(agent, path, cli.model_metadata(cfg, [data], (0.7, 1.0)))
     return path
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_data, tmp_path_factory) -> Path:
+    """An (untrained) agent saved the way train.py saves it, with its env config."""
+    return _save_tiny_model(tmp_path_factory.mktemp("run") / "models" / "final_model", tiny_data, seed=1)
+
+
+@pytest.fixture(scope="module")
+def two_runs(tiny_data, tmp_path_factory) -> Path:
+    """Two run folders (``results/seed1_x``, ``results/seed2_x``) of two tiny agents, as two training seeds leave them."""
+    results = tmp_path_factory.mktemp("results")
+    for seed in (1, 2):
+        _save_tiny_model(results / f"seed{seed}_x" / "models" / "final_model", tiny_data, seed=seed)
+    return results
 
 
 def _flatten_saved_model(src: Path, dst: Path) -> Path:
@@ -227,3 +242,99 @@ def test_bad_flag_subprocess_has_no_traceback(tmp_path):
     r = run_eval(["--num_episodes", "many"], tmp_path, timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("evaluate.py: error: argument --num_episodes")
+
+
+TWO_MODEL_ARGS = ["--num_episodes", "3", "--baselines", "fixed_spread", "join_best", "--no_progress",
+                  "--seed", "2"]
+
+
+def _only_dir(parent: Path) -> Path:
+    (out,) = [p for p in parent.iterdir() if p.is_dir()]
+    return out
+
+
+def test_two_models_share_episodes_and_write_the_paired_table(two_runs, tmp_path, capsys):
+    import orjson
+
+    import evaluate
+
+    # run folders (results/<run> = its models/final_model), given as a glob
+    assert evaluate.main(["--model_path", str(two_runs / "seed*_x"), "--out_dir", str(tmp_path),
+                          *TWO_MODEL_ARGS]) == 0
+    printed = capsys.readouterr().out
+    out = _only_dir(tmp_path)
+    assert out.name.startswith("seed1_x-final_model_and_1_more_")
+    eps = pd.read_csv(out / "episodes.csv")
+    # one row per model, policy and episode; the baselines ran once (no model)
+    assert eps.groupby(["policy", eps["model"].fillna("-")]).size().to_dict() == {
+        ("agent", "seed1_x-final_model"): 3, ("agent", "seed2_x-final_model"): 3,
+        ("fixed_spread", "-"): 3, ("join_best", "-"): 3}
+    # every model and baseline on the very same episodes: start times and env seeds
+    assert eps.groupby(["policy", eps["model"].fillna("-")])[["start_ts", "seed"]].apply(
+        lambda g: tuple(map(tuple, g.to_numpy()))).nunique() == 1
+    paired = pd.read_csv(out / "paired_differences.csv")
+    assert list(paired.columns) == list(evaluation.PAIRED_COLUMNS)
+    assert paired["baseline"].tolist() == ["fixed_spread", "join_best"]
+    assert (paired["n_models"] == 2).all() and (paired["n_episodes"] == 3).all()
+    assert (paired["metric"] == "pnl").all()
+    for _, r in paired.iterrows():
+        ag = eps[eps["policy"] == "agent"].groupby("episode")["pnl"].mean()
+        base = eps[eps["policy"] == r["baseline"]].set_index("episode")["pnl"]
+        assert r["diff_mean"] == pytest.approx(float((ag - base).mean()))
+        assert r["diff_ci_lo"] <= r["diff_mean"] <= r["diff_ci_hi"]
+    summary = pd.read_csv(out / "evaluation_summary.csv")
+    agent_row = summary[summary["policy"] == "agent"].iloc[0]
+    assert agent_row["n_models"] == 2 and agent_row["n_episodes"] == 3
+    assert agent_row["pnl_mean"] == pytest.approx(eps.loc[eps["policy"] == "agent", "pnl"].mean())
+    meta = orjson.loads((out / "evaluation_meta.json").read_bytes())
+    assert meta["models"] == ["seed1_x-final_model", "seed2_x-final_model"] and meta["warnings"] == []
+    assert (out / "evaluation_comparison.png").read_bytes()[:4] == b"\x89PNG"
+    assert "paired difference agent - baseline" in printed and "2 model(s)" in printed
+
+
+def test_two_models_same_seed_identical_episodes_and_paired_table(two_runs, tmp_path, capsys):
+    import evaluate
+
+    finals = [str(two_runs / f"seed{s}_x" / "models" / "final_model") for s in (1, 2)]
+    outs = []
+    for i, spec in enumerate(([str(two_runs / "seed*_x")], finals)):  # a glob, then the two folders
+        assert evaluate.main(["--model_path", *spec, "--out_dir", str(tmp_path / f"ev{i}"), *TWO_MODEL_ARGS]) == 0
+        outs.append(_only_dir(tmp_path / f"ev{i}"))
+    capsys.readouterr()
+    a, b = (pd.read_csv(o / "episodes.csv").drop(columns="wall_s") for o in outs)
+    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(pd.read_csv(outs[0] / "paired_differences.csv"),
+                                  pd.read_csv(outs[1] / "paired_differences.csv"))
+    # the two models are different policies (else the test would not test the pairing)
+    ag = a[a["policy"] == "agent"]
+    assert ag["model"].nunique() == 2
+
+
+def test_models_with_different_settings_are_refused(two_runs, tiny_data, tmp_path, capsys):
+    import evaluate
+
+    odd = _save_tiny_model(tmp_path / "odd" / "models" / "final_model", tiny_data, seed=3, episode_length_s=10.0)
+    rc = evaluate.main(["--model_path", str(two_runs / "seed1_x"), str(odd), "--out_dir", str(tmp_path / "ev"),
+                        *TWO_MODEL_ARGS])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err
+    assert "differ in episode_length_s (20.0 vs 10.0)" in err and "odd-final_model" in err
+    assert not (tmp_path / "ev").exists()
+
+
+def test_too_few_episodes_fit_warns_in_log_and_meta(tiny_data, tmp_path, capsys, caplog):
+    import orjson
+
+    import evaluate
+
+    # 0.1 h of data, held-out 30 % = 108 s: five 20 s episodes fit, six are asked for
+    args = ["--data_path", str(tiny_data), "--eval_range", "0.7", "1", "--episode_length_s", "20",
+            "--warmup_s", "2", "--baselines", "join_best", "--num_episodes", "6", "--no_progress",
+            "--out_dir", str(tmp_path)]
+    with caplog.at_level("WARNING", logger="evaluation"):
+        assert evaluate.main(args) == 0
+    assert "fits only 5 non-overlapping episode(s) of 20 s, but 6 were requested" in caplog.text
+    meta = orjson.loads((_only_dir(tmp_path) / "evaluation_meta.json").read_bytes())
+    assert meta["episodes_that_fit"] == 5
+    assert len(meta["warnings"]) == 1 and "fits only 5" in meta["warnings"][0]
+    assert "warning: the evaluation range" in capsys.readouterr().out

@@ -611,3 +611,58 @@ def test_reward_normalisation_is_vecnormalize_style():
     agent.predict(np.zeros((1, 2), np.float32))
     assert agent.ret_rms.state_dict() == before
     envs.close()
+
+
+# --------------------------------------------------------------------------- collapse diagnostics
+
+
+class QuotingEnv(FakeMarketEnv):
+    """FakeMarketEnv whose per-step info carries market-env-like ``quotes`` and ``fills``:
+    a bid rests after action 0, an ask after action 2, one fill after action 1."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        a = int(action)
+        info = {**info, "quotes": {"bid": 100.0 if a == 0 else None, "ask": 101.0 if a == 2 else None},
+                "fills": [{"side": 1}] if a == 1 else []}
+        return obs, reward, terminated, truncated, info
+
+
+@pytest.mark.parametrize("continuous", [False, True], ids=["discrete", "continuous"])
+def test_rollout_diagnostics_in_the_callback_stats(continuous):
+    env_fn = (lambda: FakeMarketEnv(continuous=True)) if continuous else (lambda: QuotingEnv())
+    envs = make_vec(env_fn, n=2)
+    agent = PPOAgent(envs.single_observation_space, envs.single_action_space,
+                     make_cfg(network="mlp", **SMALL), seed=0)
+    stats = []
+    agent.learn(envs, 64, callback=lambda a, s: stats.append(s))
+    buf = agent.rollout_buffer
+    valid = buf.mask.reshape(-1) > 0
+    s = stats[-1]
+    if continuous:
+        a = np.clip(buf.actions.reshape(-1, 2)[valid], -2.0, 2.0)
+        for j in range(2):
+            assert s[f"diag/action{j}_mean"] == pytest.approx(a[:, j].mean(), rel=1e-5)
+            assert -2.0 <= s[f"diag/action{j}_q10"] <= s[f"diag/action{j}_q50"] <= s[f"diag/action{j}_q90"] <= 2.0
+        assert not any(k.startswith("diag/quoted") for k in s)  # no quotes in this env's info
+        return
+    acts = buf.actions.reshape(-1)[valid]
+    shares = [s[f"diag/action_share_{i}"] for i in range(3)]
+    assert shares == pytest.approx([np.mean(acts == i) for i in range(3)])
+    assert sum(shares) == pytest.approx(1.0)
+    assert s["diag/entropy_uniform"] == pytest.approx(np.log(3))
+    # the env's info after each step: a bid rests iff the action was 0, an ask iff it was 2
+    assert s["diag/quoted_bid_share"] == pytest.approx(shares[0])
+    assert s["diag/quoted_ask_share"] == pytest.approx(shares[2])
+    assert s["diag/fills_per_step"] == pytest.approx(shares[1])
+
+
+def test_step_info_counts_read_vector_infos_with_none_and_nan():
+    counts = {}
+    infos = {"quotes": {"bid": np.array([100.0, np.nan, 99.0]), "_bid": np.array([True, True, True]),
+                        "ask": np.array([None, 101.0, None], dtype=object), "_ask": np.array([True, True, False])},
+             "fills": np.array([[{}], [], None], dtype=object), "_fills": np.array([True, True, False])}
+    ppo_agent._count_step_info(infos, np.array([True, True, False]), counts)
+    assert counts == {"steps": 2, "quoted_bid": 1, "quoted_ask": 1, "fills": 1}
+    assert ppo_agent.step_info_diagnostics(counts) == {
+        "diag/quoted_bid_share": 0.5, "diag/quoted_ask_share": 0.5, "diag/fills_per_step": 0.5}

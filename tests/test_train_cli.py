@@ -1,6 +1,6 @@
-"""train.py: CLI smoke run with a tiny budget (every output file and CSV column), Ctrl-C then
---resume with the step count continuing, one-line errors for bad flags and missing files,
-the NaN guard."""
+"""train.py: CLI smoke run with a tiny budget (every output file and CSV column), the collapse
+diagnostics in the training log and figure, Ctrl-C then --resume with the step count
+continuing, one-line errors for bad flags and missing files, the NaN guard."""
 
 from __future__ import annotations
 
@@ -91,6 +91,14 @@ def test_train_smoke_writes_every_file(tiny_data, tmp_path):
     for png in ("evaluation_comparison.png", "episode_first_agent.png", "episode_first_glft.png"):
         assert (ev / png).read_bytes()[:4] == b"\x89PNG", png
     assert "pnl_mean" in r.stdout and "annualisation" in r.stdout and "sharpe/ep" in r.stdout
+    # the paired agent − baseline table, from the same code path as evaluate.py
+    paired = pd.read_csv(ev / "paired_differences.csv")
+    assert list(paired.columns) == list(evaluation.PAIRED_COLUMNS) and len(paired) == 5
+    assert "paired difference agent - baseline" in r.stdout and "wilcoxon_p" in r.stdout
+    assert eps.loc[eps["policy"] == "agent", "model"].unique().tolist() == [f"{run.name}-final_model"]
+    # collapse diagnostics: every update has them; the periodic evaluation adds its own
+    assert log["diag/quoted_bid_share"].notna().all() and log["diag/action_hold"].notna().all()
+    assert log["eval/quoted_bid_share"].notna().sum() == 2
 
 
 @pytest.mark.slow
@@ -256,3 +264,48 @@ def test_resume_reads_params_written_nested_or_flat(tiny_data, tmp_path, layout)
     assert run["eval_range"] == (0.7, 1.0)
     with pytest.raises(utils.CliError, match="cannot change"):
         train._resume_run(parser.parse_args(["--resume", str(tmp_path), "--hidden_size", "8"]), maps)
+
+
+@pytest.mark.parametrize("action_mode", ["discrete", "continuous"])
+def test_diagnostics_reach_the_training_log_and_figure(tiny_data, tmp_path, action_mode):
+    import numpy as np
+
+    import train
+    import utils
+    from event_driven_env import EnvConfig
+    from ppo_agent import PPOAgent, PPOConfig
+
+    cfg = utils.from_flat(EnvConfig, data_path=str(tiny_data), time_range=(0.0, 0.7), episode_length_s=20.0,
+                          warmup_s=2.0, action_mode=action_mode)
+    envs = train.make_vector_env(cfg, 1, "sync")
+    ppo = utils.from_flat(PPOConfig, n_steps=64, batch_size=64, n_epochs=1, jit_compile=False, network="mlp",
+                          hidden_size=16)
+    agent = PPOAgent(envs.single_observation_space, envs.single_action_space, ppo, seed=0)
+    settings = train.TrainSettings(n_envs=1, eval_interval=0, plot_interval=1000, checkpoint_interval=1000)
+    mon = train.TrainingMonitor(tmp_path, settings, {}, None, 256, progress=False,
+                                diagnostics=train._diagnostics_fn(cfg))
+    try:
+        agent.learn(envs, 256, callback=mon)
+    finally:
+        mon.close()
+        envs.close()
+    mon.plot()
+    log = pd.read_csv(tmp_path / "training_log.csv")
+    assert list(log.columns) == list(train.LOG_COLUMNS) and len(log) == 4
+    for col in ("diag/quoted_bid_share", "diag/quoted_ask_share", "diag/fills_per_episode"):
+        assert log[col].ge(0).all(), col  # nan fails too
+    assert log[["diag/quoted_bid_share", "diag/quoted_ask_share"]].le(1).all().all()
+    assert log["n_fills"].notna().sum() == 1  # one 200-step episode finished in 256 steps
+    groups = [f"diag/action_{g}" for g in train.ACTION_GROUPS]
+    offsets = [f"diag/{side}_offset_{k}" for side in ("bid", "ask") for k in ("mean", "q10", "q50", "q90")]
+    if action_mode == "discrete":
+        assert np.allclose(log[groups].sum(axis=1), 1.0)
+        assert log["diag/entropy_uniform"].eq(np.log(21)).all()  # 21 discrete actions
+        # the mean offset of the quote actions taken, per side (a random policy quotes both sides)
+        assert log[["diag/bid_offset_mean", "diag/ask_offset_mean"]].abs().le(2).all().all()
+        assert log[[c for c in offsets if "_q" in c]].isna().all().all()
+    else:
+        assert log[groups].isna().all().all() and log["diag/entropy_uniform"].isna().all()
+        b = log[["diag/bid_offset_q10", "diag/bid_offset_q50", "diag/bid_offset_q90"]].to_numpy()
+        assert (np.diff(b, axis=1) >= 0).all() and (np.abs(b) <= cfg.continuous_max_offset).all()
+    assert (tmp_path / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
