@@ -39,7 +39,9 @@ logger = logging.getLogger(__name__)
 ENV_CONFIG_FILE = "env_config.json"
 """Written by train.py inside every saved model folder: ``{"env_config": <EnvConfig as a
 nested dict>, "held_out": {"data_path": [...], "time_range": [a, b]}}``, so that evaluation
-rebuilds the same observation and action spaces and finds the held-out data."""
+rebuilds the same observation and action spaces and finds the held-out data. A model trained
+on the model market (``train.py --env as_model``) has ``{"env": "as_model", "as_model_config":
+..., ...}`` instead (``model_market_cli.as_model_metadata``)."""
 
 
 # --------------------------------------------------------------------------- inputs

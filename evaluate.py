@@ -9,6 +9,13 @@ baseline (once) on the same episodes, writing the per-episode metrics, the per-p
 summary, the paired agent − baseline differences, comparison plots and (optionally) a
 figure of each first episode.
 
+Models trained on the model market (``train.py --env as_model``) are recognised by their
+saved ``env_config.json`` (``model_market_cli.is_as_model``): every model, the closed-form
+Avellaneda–Stoikov (gamma 0.1), GLFT, risk-neutral ``1/k`` and (with phi or alpha > 0)
+Cartea–Jaimungal strategies run on the same ``--num_paths`` held-out simulated paths
+(``model_market.compare_with_references``; default 1,000 paths, seed
+``model_market.EVAL_SEED``), with the paired agent − reference differences per path.
+
 Public names:
 
 - ``build_parser`` / ``add_env_overrides``: the flags (``python evaluate.py --help``).
@@ -18,7 +25,7 @@ Public names:
 - ``saved_env_config`` / ``resolve_env_config``: the evaluation ``EnvConfig``.
 - ``calibration_data``: the data on which AS/GLFT fit their intensity.
 - ``check_spaces``: refuse an env whose spaces differ from the model's.
-- ``main``: the CLI.
+- ``main``: the CLI; ``market_only_flags``: the flags a model-market evaluation refuses.
 - Re-exported for scripts and tests: ``load_model``, ``make_env`` (``cli``),
   ``run_evaluation`` (``evaluation``).
 
@@ -28,6 +35,7 @@ Example::
         --data_path ../shared/data/bybit/cryptofeed_v3_BYBIT_linear_ob200_publicTrade.jsonl
         --symbol ETHUSDT --visualize_first
     python evaluate.py --model_path 'results/ppo_ETHUSDT_discrete_s*'   # every seed's run
+    python evaluate.py --model_path results/ppo_as_model_cj_s0_<timestamp>   # a model-market run
 """
 
 from __future__ import annotations
@@ -43,14 +51,15 @@ from pathlib import Path
 from typing import Any
 
 import cli
+import model_market_cli as mmc
 import utils
 from cli import load_model, make_env, parse_range, resolve_data_paths
 from evaluation import AgentPolicy, build_baselines, format_report, run_evaluation
 
 __all__ = [
     "add_env_overrides", "build_parser", "calibration_data", "check_same_setup", "check_spaces",
-    "load_model", "main", "make_env", "model_names", "resolve_env_config", "resolve_model_paths",
-    "run_evaluation", "saved_env_config",
+    "load_model", "main", "make_env", "market_only_flags", "model_names", "resolve_env_config",
+    "resolve_model_paths", "run_evaluation", "saved_env_config",
 ]
 
 logger = logging.getLogger(__name__)
@@ -77,12 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "model was trained on (or the synthetic market without a model)")
     g.add_argument("--symbol", default=None, help="symbol to use in files holding several")
     g.add_argument("--num_episodes", type=int, default=30,
-                   help="episodes per policy and model, the same start times for all")
+                   help="market models: episodes per policy and model, the same start times for all")
+    g.add_argument("--num_paths", type=int, default=argparse.SUPPRESS,
+                   help="model-market models (train.py --env as_model): simulated paths per policy and "
+                        "model, the same paths for all (default: model_market.EVAL_PATHS = 1000)")
     g.add_argument("--baselines", nargs="*", default=None,
                    help="baselines to run (default: all of them; give no names for none)")
-    g.add_argument("--seed", type=int, default=0,
+    g.add_argument("--seed", type=int, default=argparse.SUPPRESS,
                    help="seed of the episode start times and env resets (episode i: seed + i) and of "
-                        "the bootstrap CIs")
+                        "the bootstrap CIs; model-market models: of the simulated paths and the CIs "
+                        "(default: 0; model-market models: model_market.EVAL_SEED = 1000003, disjoint "
+                        "from every training seed)")
     g.add_argument("--eval_range", nargs=2, type=float, default=None, metavar=("START", "END"),
                    help="time range as fractions of the recording; default: the held-out range "
                         "of the model's training run on its own data, else 0 1")
@@ -178,6 +192,12 @@ def _main(args: argparse.Namespace, env_map: dict[str, str]) -> int:
         raise utils.CliError(f"--num_episodes must be >= 1, got {args.num_episodes}")
     paths = resolve_model_paths(args.model_path) if args.model_path else []
     loaded = {name: load_model(p) for name, p in zip(model_names(paths), paths, strict=True)}
+    if any(mmc.is_as_model(meta) for _, meta in loaded.values()):
+        return _main_as_model(args, env_map, loaded, paths)
+    if hasattr(args, "num_paths"):
+        raise utils.CliError("--num_paths is for model-market models (train.py --env as_model); "
+                             "market models take --num_episodes")
+    args.seed = getattr(args, "seed", 0)
     check_same_setup(loaded, compare_held_out=not args.data_path)
     saved = next(iter(loaded.values()))[1] if loaded else None
     env_config = resolve_env_config(saved, args, _default_data)
@@ -208,6 +228,43 @@ def _main(args: argparse.Namespace, env_map: dict[str, str]) -> int:
     for env in env_cache.values():
         env.close()
     print(format_report(result))
+    print(f"wrote {out}")
+    return 0
+
+
+def market_only_flags(args: argparse.Namespace, env_map: dict[str, str]) -> list[str]:
+    """The flags typed that only a market evaluation uses (data, range, baselines, figures, EnvConfig)."""
+    given = [d for d in env_map if hasattr(args, d)]
+    given += [o for o in ("data_path", "symbol", "eval_range", "baselines") if getattr(args, o) is not None]
+    return sorted(given + (["visualize_first"] if args.visualize_first else []))
+
+
+def _main_as_model(args: argparse.Namespace, env_map: dict[str, str],
+                   loaded: dict[str, tuple[Any, dict[str, Any] | None]], paths: list[Path]) -> int:
+    """Model-market models: every model and the closed forms on the same simulated paths."""
+    import model_market as mm
+    from as_model_env import AvellanedaStoikovEnv
+
+    kinds = {name: mmc.is_as_model(meta) for name, (_, meta) in loaded.items()}
+    if not all(kinds.values()):
+        market, model = (next(n for n, k in kinds.items() if not k), next(n for n, k in kinds.items() if k))
+        raise utils.CliError(f"{market} is a market model and {model} a model-market one: evaluate them apart")
+    given = market_only_flags(args, env_map)
+    if given:
+        raise utils.CliError(f"{given} do not apply to model-market models (they run on simulated paths)")
+    config = mmc.same_as_config({name: meta for name, (_, meta) in loaded.items()})
+    seed, n_paths = getattr(args, "seed", mm.EVAL_SEED), getattr(args, "num_paths", mm.EVAL_PATHS)
+    if n_paths < 2:
+        raise utils.CliError(f"--num_paths must be >= 2 (paired statistics), got {n_paths}")
+    env = AvellanedaStoikovEnv(config)
+    for name, (agent, meta) in loaded.items():
+        check_spaces(agent, env)
+        mmc.warn_if_seen_in_training(seed, agent, meta, name)
+    out = Path(args.out_dir) / f"{args.name or _default_name(list(loaded))}_{time.strftime('%Y%m%d-%H%M%S')}"
+    comp = mmc.run_as_evaluation(
+        {name: agent for name, (agent, _) in loaded.items()}, config, out, n_paths=n_paths, seed=seed,
+        extra_meta={"model_paths": {n: str(p) for n, p in zip(loaded, paths, strict=True)}, "command": sys.argv})
+    print(mmc.format_as_report(comp, config, seed))
     print(f"wrote {out}")
     return 0
 

@@ -3,8 +3,9 @@
 One job: the glue between ``as_model_env`` (the model market ``AvellanedaStoikov-v0`` and its
 vectorised simulator ``simulate``) and ``ppo_agent.PPOAgent``: the closed-form strategies to
 beat, the training wrapper, training, and evaluation of any set of policies on the same
-simulated paths. ``train.py --env as_model`` and ``evaluate.py`` only need to call
-``train_as_model`` and ``evaluate_as_model``.
+simulated paths. ``train.py --env as_model`` and ``evaluate.py`` reach it through
+``model_market_cli`` (flags, records, evaluation files); ``train.py --env as_model --seed s``
+trains the agent that ``train_as_model(..., seed=s)`` trains.
 
 Public names:
 
@@ -22,6 +23,16 @@ Public names:
   (zero mean) from the reward.
 - ``AgentPolicy``: a ``PPOAgent`` behind the ``baselines`` policy protocol, for ``simulate``.
 - ``make_as_envs``, ``train_as_model``, ``evaluate_as_model``.
+- ``AS_SETTINGS`` / ``as_setting_config(setting, **overrides)``: the named settings of the
+  command line (``as2008``: the AS 2008 experiment, PnL objective; ``cj``: mbt_gym's
+  Cartea–Jaimungal setting).
+- ``EVAL_SEED`` / ``EVAL_PATHS`` / ``VALIDATION_SEED``: the held-out paths of the final and
+  of the periodic evaluation (disjoint from every training seed; ``training_seeds``).
+- ``optimum_name(config)``: the reference policy that is optimal for ``config``'s criterion.
+- ``simulate_policies``: every policy's ``SimulationResult`` on the same paths.
+- ``compare_with_references`` / ``ASComparison``: trained models against the closed forms on
+  the same paths, with the per-path table and the paired differences (``paired_stats``);
+  ``SUMMARY_COLUMNS``, ``PATH_COLUMNS``, ``PAIRED_COLUMNS``: its tables' columns.
 
 Training sees the env through ``gym.make_vec`` (synchronous) and, by default,
 ``MarkToMarketControlVariate``; evaluation never does: it runs every policy, the agent
@@ -35,18 +46,27 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
 import pandas as pd
 
-from as_model_env import ASModelConfig, CarteaJaimungalPolicy, closed_form_cj_policy, simulate
+import paired_stats
+from as_model_env import (
+    ASModelConfig,
+    CarteaJaimungalPolicy,
+    SimulationResult,
+    closed_form_cj_policy,
+    simulate,
+)
 from baselines import AvellanedaStoikovPolicy, FixedSpreadPolicy, GLFTPolicy
-from ppo_agent import PPOAgent, PPOConfig
 from utils import replace_flat
+
+if TYPE_CHECKING:  # ppo_agent imports TensorFlow: imported where used, so that the CLIs' --help stays fast
+    from ppo_agent import PPOAgent, PPOConfig
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +105,67 @@ def as_ppo_config(**overrides: Any) -> PPOConfig:
     >>> as_ppo_config(learning_rate=3e-4).learning_rate
     0.0003
     """
+    from ppo_agent import PPOConfig
+
     return replace_flat(PPOConfig(), **{**AS_PPO_DEFAULTS, **overrides})
+
+
+# ------------------------------------------------------------------------------ settings, seeds
+AS_SETTINGS: dict[str, dict[str, float]] = {
+    "as2008": {},
+    "cj": {"per_step_inventory_aversion": 0.01, "terminal_inventory_aversion": 0.001},
+}
+"""Named settings of the model market (``train.py --as_setting``), as ``ASModelConfig`` changes.
+
+``as2008``: the defaults, Avellaneda & Stoikov (2008)'s experiment (S0 100, sigma 2, A 140,
+k 1.5, T 1, 200 steps) with the PnL objective (phi = alpha = 0; optimum: both quotes at
+``1/k``). ``cj``: the same model with the Cartea–Jaimungal criterion of mbt_gym's notebook
+"Test 2 - replicate CJP 2015" (phi 0.01, alpha 0.001; optimum: ``closed_form_cj_policy``),
+the setting of ``benchmarks/learn_as.py``'s ``cj`` objective."""
+
+EVAL_SEED = 1_000_003
+"""Seed of the final evaluation's held-out paths (``simulate``), as in ``benchmarks/learn_as.py``."""
+VALIDATION_SEED = 2_000_003
+"""Seed of the periodic evaluation's paths during training (they select ``best_model``, so
+they are not the final evaluation's)."""
+EVAL_PATHS = 1000
+"""Simulated paths of the final evaluation."""
+
+
+def as_setting_config(setting: str = "as2008", **overrides: Any) -> ASModelConfig:
+    """The ``ASModelConfig`` of a named setting (``AS_SETTINGS``), then ``overrides``.
+
+    >>> c = as_setting_config("cj")
+    >>> c.per_step_inventory_aversion, c.terminal_inventory_aversion, c.sigma
+    (0.01, 0.001, 2.0)
+    """
+    if setting not in AS_SETTINGS:
+        raise ValueError(f"unknown model-market setting {setting!r}; choose one of {sorted(AS_SETTINGS)}")
+    return ASModelConfig(**{**AS_SETTINGS[setting], **overrides})
+
+
+def training_seeds(seed: int, n_envs: int, n_updates: int) -> range:
+    """Every episode seed a training run can draw: ``PPOAgent.learn`` resets with ``seed + num_updates``.
+
+    A first ``learn`` seeds env ``i`` with ``seed + i``; a resumed one at update ``u`` with
+    ``seed + u + i``; later episodes continue each env's generator.
+
+    >>> training_seeds(3, n_envs=16, n_updates=63)
+    range(3, 82)
+    >>> EVAL_SEED in training_seeds(0, 16, 10_000)
+    False
+    """
+    return range(seed, seed + n_updates + n_envs)
+
+
+def optimum_name(config: ASModelConfig) -> str:
+    """The reference policy optimal for ``config``'s criterion (``reference_policies``' names).
+
+    >>> optimum_name(ASModelConfig()), optimum_name(as_setting_config("cj"))
+    ('risk_neutral', 'cartea_jaimungal')
+    """
+    averse = config.per_step_inventory_aversion > 0 or config.terminal_inventory_aversion > 0
+    return "cartea_jaimungal" if averse else "risk_neutral"
 
 
 # ------------------------------------------------------------------------------ references
@@ -166,6 +246,8 @@ def train_as_model(config: ASModelConfig, ppo_config: PPOConfig | None = None, t
     Returns:
         The trained agent; its actions are the depths ``[delta_bid, delta_ask]``.
     """
+    from ppo_agent import PPOAgent
+
     pc = ppo_config or as_ppo_config()
     envs = make_as_envs(config, training)
     try:
@@ -197,6 +279,8 @@ class AgentPolicy:
 
 
 def _as_policy(p: Any) -> Any:
+    from ppo_agent import PPOAgent
+
     if isinstance(p, PPOAgent):
         return AgentPolicy(p)
     if isinstance(p, str | Path):
@@ -205,6 +289,31 @@ def _as_policy(p: Any) -> Any:
         raise TypeError(f"not a policy (needs reset() and act(obs, info)), a PPOAgent or a saved agent's "
                         f"folder: {p!r}")
     return p
+
+
+def simulate_policies(policies: Mapping[str, Any], config: ASModelConfig, n_paths: int = 1000,
+                      seed: int = 0) -> dict[str, SimulationResult]:
+    """Every policy's ``simulate`` result on the same ``n_paths`` paths (same ``seed``).
+
+    Args:
+        policies: name -> policy (``reset``/``act``), ``PPOAgent``, or a saved agent's folder.
+        config: model and criterion.
+        n_paths: paths per policy.
+        seed: seed of the paths.
+    """
+    return {name: simulate(_as_policy(p), config, n_paths=n_paths, seed=seed) for name, p in policies.items()}
+
+
+def _stats(r: SimulationResult) -> dict[str, float]:
+    n = len(r.reward)
+    return {
+        "reward_mean": float(r.reward.mean()),
+        "reward_se": float(r.reward.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan,
+        "pnl_mean": float(r.pnl.mean()), "pnl_std": float(r.pnl.std()),
+        "final_inv_std": float(r.final_inventory.std()),
+        "abs_inv_mean": float(np.abs(r.inventory_path).mean()), "spread_mean": float(r.mean_spread.mean()),
+        "fills_mean": float(r.n_fills.mean()),
+    }
 
 
 def evaluate_as_model(policies: Mapping[str, Any], config: ASModelConfig, n_paths: int = 1000, seed: int = 0,
@@ -229,18 +338,8 @@ def evaluate_as_model(policies: Mapping[str, Any], config: ASModelConfig, n_path
     """
     if reference is not None and reference not in policies:
         raise ValueError(f"reference {reference!r} is not one of the policies {sorted(policies)}")
-    rows = {}
-    for name, p in policies.items():
-        r = simulate(_as_policy(p), config, n_paths=n_paths, seed=seed)
-        rows[name] = {
-            "reward_mean": float(r.reward.mean()),
-            "reward_se": float(r.reward.std(ddof=1) / math.sqrt(n_paths)) if n_paths > 1 else math.nan,
-            "pnl_mean": float(r.pnl.mean()), "pnl_std": float(r.pnl.std()),
-            "final_inv_std": float(r.final_inventory.std()),
-            "abs_inv_mean": float(np.abs(r.inventory_path).mean()), "spread_mean": float(r.mean_spread.mean()),
-            "fills_mean": float(r.n_fills.mean()),
-        }
-    df = pd.DataFrame.from_dict(rows, orient="index")
+    results = simulate_policies(policies, config, n_paths, seed)
+    df = pd.DataFrame.from_dict({name: _stats(r) for name, r in results.items()}, orient="index")
     df.index.name = "policy"
     if reference is not None:
         df["reward_ratio"] = df["reward_mean"] / df.loc[reference, "reward_mean"]
@@ -248,8 +347,122 @@ def evaluate_as_model(policies: Mapping[str, Any], config: ASModelConfig, n_path
     return df
 
 
+# ------------------------------------------------------------------------------ comparison
+AGENT = "agent"
+"""The ``policy`` value of the trained models' rows (the model is in the ``model`` column)."""
+
+SUMMARY_COLUMNS: tuple[str, ...] = (
+    "policy", "model", "n_models", "n_paths", "criterion_mean", "criterion_se", "ratio_to_optimum",
+    "pnl_mean", "pnl_std", "final_inv_std", "inv_std_ratio", "abs_inv_mean", "spread_mean", "fills_mean",
+)
+"""Columns of ``compare_with_references``' summary (``evaluation_summary.csv`` of a model-market
+evaluation; docs/workflow.md)."""
+PATH_COLUMNS: tuple[str, ...] = (
+    "policy", "model", "path", "criterion", "pnl", "final_inventory", "n_fills", "mean_spread",
+)
+"""Columns of the per-path table (``paths.csv``): one row per policy (and model) and path."""
+PAIRED_COLUMNS: tuple[str, ...] = (
+    "metric", "baseline", "diff_mean", "diff_ci_lo", "diff_ci_hi", "sign_p", "wilcoxon_p",
+    "n_episodes", "n_models", "share_positive",
+)
+"""Columns of the paired table, those of ``evaluation.PAIRED_COLUMNS`` (an episode is a path)."""
+
+
+class ASComparison(NamedTuple):
+    """What ``compare_with_references`` returns."""
+
+    summary: pd.DataFrame
+    """One row per model, the mean over models (several), then one per reference (``SUMMARY_COLUMNS``)."""
+    paths: pd.DataFrame
+    """One row per policy (and model) and path (``PATH_COLUMNS``)."""
+    paired: pd.DataFrame
+    """Agent − each reference on the same paths (``PAIRED_COLUMNS``)."""
+    optimum: str
+    """The reference the ratios divide by (``optimum_name``)."""
+
+
+def comparison_references(config: ASModelConfig, gamma: float = 0.1) -> dict[str, Any]:
+    """``reference_policies`` without ``cartea_jaimungal`` when phi = alpha = 0 (it then is ``risk_neutral``)."""
+    refs = reference_policies(config, gamma)
+    if optimum_name(config) == "risk_neutral":
+        del refs["cartea_jaimungal"]
+    return refs
+
+
+def compare_with_references(models: Mapping[str, Any], config: ASModelConfig, n_paths: int = EVAL_PATHS,
+                            seed: int = EVAL_SEED, gamma: float = 0.1, n_boot: int = 10_000) -> ASComparison:
+    """Trained models against the closed-form strategies, all on the same simulated paths.
+
+    The references are ``comparison_references(config, gamma)``: the risk-neutral ``1/k``
+    quotes, the Cartea–Jaimungal closed form (when phi or alpha > 0), AS and GLFT with risk
+    aversion ``gamma``. The ratios divide by the optimum of ``config``'s criterion.
+
+    Args:
+        models: name -> ``PPOAgent`` (or a saved agent's folder, or any policy), e.g. one per
+            training seed.
+        config: model and criterion.
+        n_paths: paths per policy (>= 2: the paired statistics need two).
+        seed: seed of the paths and of the bootstrap.
+        gamma: risk aversion of AS and GLFT.
+        n_boot: bootstrap replicates of the paired CIs.
+
+    Returns:
+        An ``ASComparison``.
+    """
+    if not models:
+        raise ValueError("compare_with_references needs at least one model")
+    if n_paths < 2:
+        raise ValueError(f"n_paths must be >= 2 for the paired statistics, got {n_paths}")
+    refs = comparison_references(config, gamma)
+    clash = sorted(set(models) & set(refs))
+    if clash:
+        raise ValueError(f"model names {clash} are reference names")
+    res = simulate_policies({**models, **refs}, config, n_paths, seed)
+    opt = _stats(res[optimum_name(config)])
+    rows = [_summary_row(AGENT, name, 1, res[name], opt) for name in models]
+    if len(models) > 1:
+        mean = {c: float(np.mean([r[c] for r in rows])) for c in SUMMARY_COLUMNS[4:]}
+        rows.append({"policy": AGENT, "model": f"mean of {len(models)}", "n_models": len(models),
+                     "n_paths": n_paths, **mean})
+    rows += [_summary_row(name, "", 0, res[name], opt) for name in refs]
+    paths = pd.concat([_path_rows(AGENT if name in models else name, name if name in models else "", r)
+                       for name, r in res.items()], ignore_index=True)
+    metrics = ["criterion"] + (["pnl"] if optimum_name(config) != "risk_neutral" else [])
+    paired = []
+    for metric in metrics:
+        attr = "reward" if metric == "criterion" else "pnl"   # SimulationResult field
+        agent = np.stack([getattr(res[name], attr) for name in models])
+        for name in refs:
+            d = paired_stats.paired_difference(agent, getattr(res[name], attr), n_boot=n_boot, seed=seed)
+            paired.append({"metric": metric, "baseline": name,
+                           **{("diff_" + k if k in ("mean", "ci_lo", "ci_hi") else k): v for k, v in asdict(d).items()}})
+    return ASComparison(pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS)), paths,
+                        pd.DataFrame(paired, columns=list(PAIRED_COLUMNS)), optimum_name(config))
+
+
+def _summary_row(policy: str, model: str, n_models: int, r: SimulationResult, opt: dict[str, float]
+                 ) -> dict[str, Any]:
+    s = _stats(r)
+    return {"policy": policy, "model": model, "n_models": n_models, "n_paths": len(r.reward),
+            "criterion_mean": s["reward_mean"], "criterion_se": s["reward_se"],
+            "ratio_to_optimum": s["reward_mean"] / opt["reward_mean"],
+            "pnl_mean": s["pnl_mean"], "pnl_std": s["pnl_std"], "final_inv_std": s["final_inv_std"],
+            "inv_std_ratio": s["final_inv_std"] / opt["final_inv_std"] if opt["final_inv_std"] > 0 else math.nan,
+            "abs_inv_mean": s["abs_inv_mean"], "spread_mean": s["spread_mean"], "fills_mean": s["fills_mean"]}
+
+
+def _path_rows(policy: str, model: str, r: SimulationResult) -> pd.DataFrame:
+    n = len(r.reward)
+    return pd.DataFrame({"policy": policy, "model": model, "path": np.arange(n), "criterion": r.reward,
+                         "pnl": r.pnl, "final_inventory": r.final_inventory, "n_fills": r.n_fills,
+                         "mean_spread": r.mean_spread}, columns=list(PATH_COLUMNS))
+
+
 __all__ = [
-    "AS_PPO_DEFAULTS", "ENV_ID", "ASTrainingConfig", "AgentPolicy", "CarteaJaimungalPolicy",
-    "MarkToMarketControlVariate", "as_ppo_config", "closed_form_cj_policy", "evaluate_as_model",
-    "make_as_envs", "reference_policies", "risk_neutral_policy", "train_as_model",
+    "AGENT", "AS_PPO_DEFAULTS", "AS_SETTINGS", "ENV_ID", "EVAL_PATHS", "EVAL_SEED", "PAIRED_COLUMNS",
+    "PATH_COLUMNS", "SUMMARY_COLUMNS", "VALIDATION_SEED", "ASComparison", "ASTrainingConfig", "AgentPolicy",
+    "CarteaJaimungalPolicy", "MarkToMarketControlVariate", "as_ppo_config", "as_setting_config",
+    "closed_form_cj_policy", "compare_with_references", "comparison_references", "evaluate_as_model",
+    "make_as_envs", "optimum_name", "reference_policies", "risk_neutral_policy", "simulate_policies",
+    "train_as_model", "training_seeds",
 ]

@@ -7,6 +7,13 @@ episodes for every policy, with the paired agent − baseline differences, throu
 ``evaluation.run_evaluation`` like ``evaluate.py``), and writes everything into
 ``results/<run_name>_<timestamp>/`` (files and columns in docs/workflow.md).
 
+``--env as_model`` trains the same agent, through the same loop (log, plots, checkpoints,
+Ctrl-C, ``--resume``), on the Avellaneda–Stoikov model market ``AvellanedaStoikov-v0``
+instead: its parameters are the ``--as_*`` flags (``model_market_cli``), the PPO and loop
+defaults are ``model_market.AS_PPO_DEFAULTS`` and ``model_market_cli.AS_TRAIN_DEFAULTS``, and
+the periodic and final evaluations run on held-out simulated paths against the model's
+closed-form strategies (``model_market.compare_with_references``).
+
 Public names:
 
 - ``TrainSettings``: the loop settings (budget, intervals, evaluation sizes).
@@ -45,6 +52,7 @@ import pandas as pd
 
 import cli  # sets TensorFlow's C++ log level; TensorFlow itself is imported later, by ppo_agent
 import evaluation
+import model_market_cli as mmc
 import plots
 import utils
 from cli import save_model
@@ -464,6 +472,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, dict[str, str]]]:
                    help="held-out time range (default: 0.7 1, or 0 1 of --eval_data_path)")
     g.add_argument("--eval_data_path", nargs="+", default=None,
                    help="separate held-out recording(s) instead of a time split")
+    g.add_argument("--env", choices=mmc.ENVS, default=None, help=mmc.ENV_HELP)
     g.add_argument("--seed", type=int, default=0, help="seed of weights, sampling and episode starts")
     g.add_argument("--run_name", default=None,
                    help="run folder prefix (default: ppo_<symbol>_<action_mode>_s<seed>)")
@@ -486,6 +495,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, dict[str, str]]]:
     maps["ppo"].update(utils.add_dataclass_arguments(
         p, PPOConfig, title="PPO (PPOConfig), clashing names", prefix="ppo_",
         exclude=ppo_fields - clash, defaults=TRAIN_PPO_DEFAULTS))
+    maps.update(mmc.add_as_arguments(p))
     return p, maps
 
 
@@ -546,9 +556,7 @@ def _resume_run(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> tu
     if not params_file.is_file():
         raise utils.CliError(f"--resume {run_dir}: no params.json there (not a run folder)")
     params = orjson.loads(params_file.read_bytes())
-    given = [d for m in (maps["env"], maps["ppo"]) for d in m if hasattr(args, d)]
-    given += [o for o in ("data_path", "eval_data_path", "train_range", "eval_range", "symbol")
-              if getattr(args, o) is not None]
+    given = [*_market_flags(args, maps), *(d for d in maps["ppo"] if hasattr(args, d))]
     if given:
         raise utils.CliError(f"--resume uses the run's saved config; cannot change {sorted(given)}")
     settings = utils.dataclass_from_dict(TrainSettings, params["train_settings"], source=str(params_file))
@@ -572,6 +580,11 @@ def _resume_run(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> tu
 
 
 def _train(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> int:
+    if mmc.env_of_run(args.env, args.resume) == "as_model":
+        return _train_as_model(args, maps)
+    as_flags = mmc.given_as_flags(args, maps)
+    if as_flags:
+        raise utils.CliError(f"{as_flags} apply to --env as_model only")
     if args.resume:
         run_dir, run, params = _resume_run(args, maps)
         ckpt = _latest_checkpoint(run_dir)
@@ -598,7 +611,8 @@ def _train(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> int:
     monitor = _make_monitor(run_dir, settings, model_meta, agent, ckpt is not None, total,
                             _periodic_eval_fn(eval_cfg, settings, seed), args, _diagnostics_fn(env_cfg))
     _learn_with_sigint(agent, envs, total, monitor)
-    return _finish(agent, monitor, run_dir, model_meta, (env_cfg, eval_cfg), settings, seed, args)
+    final_eval = functools.partial(_final_evaluation, agent, env_cfg, eval_cfg, settings, seed, run_dir, args)
+    return _finish(agent, monitor, run_dir, model_meta, settings, final_eval)
 
 
 def _resumed_agent(run_dir: Path, ckpt: Path, params: dict[str, Any]) -> tuple[Any, int]:
@@ -714,8 +728,8 @@ def _learn_with_sigint(agent: Any, envs: Any, total: int, monitor: TrainingMonit
 
 
 def _finish(agent: Any, monitor: TrainingMonitor, run_dir: Path, model_meta: dict[str, Any],
-            configs: tuple[Any, Any], settings: TrainSettings, seed: int, args: argparse.Namespace) -> int:
-    """After ``learn``: NaN stop, Ctrl-C stop, or the final models and evaluation; the exit code."""
+            settings: TrainSettings, final_eval: Callable[[], None]) -> int:
+    """After ``learn``: NaN stop, Ctrl-C stop, or the final models and ``final_eval()``; the exit code."""
     if monitor.stopped_by_nan:
         print(f"train.py: error: {monitor.stopped_by_nan}", file=sys.stderr)
         monitor.plot()
@@ -736,7 +750,7 @@ def _finish(agent: Any, monitor: TrainingMonitor, run_dir: Path, model_meta: dic
     monitor.plot()
     if settings.final_eval:
         try:
-            _final_evaluation(agent, *configs, settings, seed, run_dir, args)
+            final_eval()
         except KeyboardInterrupt:
             print(f"train.py: final evaluation interrupted; the trained models are in {run_dir / 'models'} "
                   f"(evaluate them with evaluate.py --model_path ...)", file=sys.stderr)
@@ -763,6 +777,110 @@ def _final_evaluation(agent: Any, env_cfg: Any, eval_cfg: Any, settings: TrainSe
     for env in cache.values():
         env.close()
     print(evaluation.format_report(result))
+
+
+# --------------------------------------------------------------------------- --env as_model
+
+
+def _market_flags(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> list[str]:
+    """The market-only flags typed (data flags, ``EnvConfig`` fields), by dest."""
+    given = [d for d in maps["env"] if hasattr(args, d)]
+    given += [o for o in ("data_path", "eval_data_path", "train_range", "eval_range", "symbol")
+              if getattr(args, o) is not None]
+    return sorted(given)
+
+
+def _train_as_model(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> int:
+    """``--env as_model``: ``_train``'s loop on ``AvellanedaStoikov-v0`` (``model_market_cli``)."""
+    import model_market
+
+    if args.resume:
+        run_dir, run, params = _resume_as_run(args, maps)
+        ckpt = _latest_checkpoint(run_dir)
+        if ckpt is None:
+            raise utils.CliError(f"--resume {run_dir}: no checkpoint to resume from")
+    else:
+        run, ckpt, params, run_dir = _resolve_as_run(args, maps), None, {}, None
+    settings, cfg = run["settings"], run["as"]
+    if settings.vector_env != "sync":
+        raise utils.CliError("--vector_env async is not supported with --env as_model: its envs step in this "
+                             "process (gym.make_vec sync; a model step costs microseconds)")
+    if settings.final_eval and settings.final_eval_episodes < 2:
+        raise utils.CliError("--final_eval_episodes must be >= 2 with --env as_model (paired statistics)")
+    total = settings.total_timesteps or settings.num_episodes * cfg.n_steps
+    mmc.check_training_seeds(run["seed"], settings.n_envs,
+                             math.ceil(total / (settings.n_envs * run["ppo"].n_steps)))
+    model_meta = mmc.as_model_metadata(run["setting"], cfg, run["training"])
+    envs = model_market.make_as_envs(cfg, run["training"])
+    if ckpt is not None:
+        agent, _ = _resumed_agent(run_dir, ckpt, params)
+        params["train_settings"] = utils.dataclass_to_dict(settings)
+    else:
+        agent, run_dir, params = _new_as_run(args, run, envs)
+    params["total_timesteps"] = total
+    utils.atomic_write_json(run_dir / "params.json", params)
+    logger.info("run folder: %s (%s, budget %d steps, %d steps per episode)", run_dir, model_market.ENV_ID,
+                total, cfg.n_steps)
+    eval_fn = mmc.periodic_eval_fn(cfg, settings.eval_episodes) if settings.eval_interval else None
+    diagnostics = functools.partial(market_diagnostics, action_names=None, steps_per_episode=cfg.n_steps)
+    monitor = _make_monitor(run_dir, settings, model_meta, agent, ckpt is not None, total, eval_fn, args,
+                            diagnostics)
+    _learn_with_sigint(agent, envs, total, monitor)
+    def final_eval() -> None:
+        print(mmc.final_evaluation(agent, cfg, settings.final_eval_episodes, run_dir))
+
+    return _finish(agent, monitor, run_dir, model_meta, settings, final_eval)
+
+
+def _resolve_as_run(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """The configs of a new ``--env as_model`` run (the ``AS_*`` defaults, then the typed flags)."""
+    market = _market_flags(args, maps)
+    if market:
+        raise utils.CliError(f"{market} do not apply to --env as_model (the model market simulates its own paths)")
+    settings = utils.dataclass_from_args(TrainSettings, args, maps["train"],
+                                         base=TrainSettings(**mmc.AS_TRAIN_DEFAULTS))
+    setting, cfg, training = mmc.as_configs_from_args(args, maps, settings.n_envs)
+    return {"settings": settings, "setting": setting, "as": cfg, "training": training,
+            "ppo": mmc.as_ppo_config_from_args(args, maps["ppo"]), "seed": args.seed}
+
+
+def _resume_as_run(args: argparse.Namespace, maps: dict[str, dict[str, str]]
+                   ) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """The saved configs of an ``--env as_model`` run (loop settings may change, as for the market)."""
+    from ppo_agent import PPOConfig
+
+    run_dir = Path(args.resume)
+    params_file = run_dir / "params.json"
+    params = orjson.loads(params_file.read_bytes())
+    given = [*_market_flags(args, maps), *mmc.given_as_flags(args, maps), *(d for d in maps["ppo"] if hasattr(args, d))]
+    if given:
+        raise utils.CliError(f"--resume uses the run's saved config; cannot change {sorted(given)}")
+    settings = utils.dataclass_from_dict(TrainSettings, params["train_settings"], source=str(params_file))
+    settings = utils.dataclass_from_args(TrainSettings, args, maps["train"], base=settings)
+    setting, cfg, training = mmc.as_configs_from_params(params, settings.n_envs, str(params_file))
+    ppo = utils.dataclass_from_dict(PPOConfig, params["ppo_config"], source=str(params_file))
+    return run_dir, {"settings": settings, "setting": setting, "as": cfg, "training": training, "ppo": ppo,
+                     "seed": int(params["seed"])}, params
+
+
+def _new_as_run(args: argparse.Namespace, run: dict[str, Any], envs: Any) -> tuple[Any, Path, dict[str, Any]]:
+    """A fresh agent (seeded as ``model_market.train_as_model`` seeds it), its run folder and ``params.json``."""
+    from ppo_agent import PPOAgent
+
+    seed = run["seed"]
+    agent = PPOAgent(envs.single_observation_space, envs.single_action_space, run["ppo"], seed=seed)
+    run_name = args.run_name or f"ppo_as_model_{run['setting']}_s{seed}"
+    run_dir = Path(args.results_dir) / f"{run_name}_{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir.mkdir(parents=True, exist_ok=False)
+    params = {
+        "run_name": run_name, "run_dir": str(run_dir), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": [sys.executable, *sys.argv], "seed": seed, "git_commit": git_commit(),
+        **mmc.as_model_metadata(run["setting"], run["as"], run["training"]),
+        "ppo_config": utils.dataclass_to_dict(run["ppo"]),
+        "train_settings": utils.dataclass_to_dict(run["settings"]), "steps_per_episode": run["as"].n_steps,
+        "versions": package_versions(), "device": device_info(agent), "resumed": [],
+    }
+    return agent, run_dir, params
 
 
 def _symbol_of(files: Sequence[Path]) -> str:
