@@ -239,8 +239,9 @@ EDGE_MARKET = SyntheticMarketConfig(signal_drift_ticks_per_s=0.6, signal_half_li
 imbalance of the last 5 s predicts the next 5 s of mid moves (correlation ~0.2 on 2 hours,
 0 in the default market); a log price that mean-reverts with a 10-minute half-life (bounded
 inventory risk); and more, smaller-swept market-order flow (1 order/s per side, sweeps of
-1x a market-order draw) so that queue fills are common. Measured in README "the answer so
-far": whether that edge pays after fees depends on the fee tier."""
+1x a market-order draw) so that queue fills are common. Whether that edge pays after fees
+depends on the fee tier: measured in docs/synthetic_and_baselines.md, section "The edge market"
+(maker rebate 0.5 bps, position limit 2 orders; ``benchmarks/learn_edge.py``)."""
 
 
 def decimal_places(step: str) -> int:

@@ -300,3 +300,22 @@ def test_edge_market_signal_is_visible_to_causal_trade_flow(tmp_path):
     plain = sm.generate_file(tmp_path / "plain.jsonl", 0.5, seed=7)
     assert _flow_predicts_mid(edge) > 0.12
     assert abs(_flow_predicts_mid(plain)) < 0.08
+
+
+def test_informed_market_orders_buy_with_the_configured_probability():
+    # A drift held far above its std (half-life ~ forever): tanh(a / sd) = 1, so a market
+    # order buys with probability (1 + informed_share) / 2 = 0.8 (by hand); ~600 orders.
+    c = sm.SyntheticMarketConfig(signal_drift_ticks_per_s=0.5, signal_half_life_s=1e9, informed_share=0.6,
+                                 market_rate_per_s=1.0)
+    sim = sm._Simulator(c, seed=4)
+    sim.drift = 100 * c.signal_drift_ticks_per_s
+    sides = sim._draw_chunk().mkt_side
+    assert len(sides) > 400
+    assert np.mean(sides == 1) == pytest.approx(0.8, abs=0.05)
+    sim.drift = -sim.drift
+    assert np.mean(sim._draw_chunk().mkt_side == 1) == pytest.approx(0.2, abs=0.05)
+
+
+def test_edge_market_fingerprint_is_pinned():
+    # benchmarks/learn_edge.py and its documented figures use the file of this fingerprint.
+    assert sm.EDGE_MARKET.fingerprint() == "d761f7a921"
