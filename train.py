@@ -579,19 +579,25 @@ def _resume_run(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> tu
     return run_dir, run, params
 
 
+def _start_or_resume(args: argparse.Namespace, maps: dict[str, dict[str, str]], resume: Any,
+                     new: Any) -> tuple[dict[str, Any], Path | None, dict[str, Any], Path | None]:
+    """``(run, checkpoint, params, run_dir)``: the resumed run (``--resume``, which needs a checkpoint) or a new one."""
+    if not args.resume:
+        return new(args, maps), None, {}, None
+    run_dir, run, params = resume(args, maps)
+    ckpt = _latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise utils.CliError(f"--resume {run_dir}: no checkpoint to resume from")
+    return run, ckpt, params, run_dir
+
+
 def _train(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> int:
     if mmc.env_of_run(args.env, args.resume) == "as_model":
         return _train_as_model(args, maps)
     as_flags = mmc.given_as_flags(args, maps)
     if as_flags:
         raise utils.CliError(f"{as_flags} apply to --env as_model only")
-    if args.resume:
-        run_dir, run, params = _resume_run(args, maps)
-        ckpt = _latest_checkpoint(run_dir)
-        if ckpt is None:
-            raise utils.CliError(f"--resume {run_dir}: no checkpoint to resume from")
-    else:
-        run, ckpt, params, run_dir = _resolve_new_run(args, maps), None, {}, None
+    run, ckpt, params, run_dir = _start_or_resume(args, maps, _resume_run, _resolve_new_run)
     settings: TrainSettings = run["settings"]
     env_cfg = run["env"]
     eval_cfg = utils.replace_flat(env_cfg, data_path=cli.env_data_path(run["eval_files"]),
@@ -794,13 +800,7 @@ def _train_as_model(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -
     """``--env as_model``: ``_train``'s loop on ``AvellanedaStoikov-v0`` (``model_market_cli``)."""
     import model_market
 
-    if args.resume:
-        run_dir, run, params = _resume_as_run(args, maps)
-        ckpt = _latest_checkpoint(run_dir)
-        if ckpt is None:
-            raise utils.CliError(f"--resume {run_dir}: no checkpoint to resume from")
-    else:
-        run, ckpt, params, run_dir = _resolve_as_run(args, maps), None, {}, None
+    run, ckpt, params, run_dir = _start_or_resume(args, maps, _resume_as_run, _resolve_as_run)
     settings, cfg = run["settings"], run["as"]
     if settings.vector_env != "sync":
         raise utils.CliError("--vector_env async is not supported with --env as_model: its envs step in this "
