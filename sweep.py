@@ -594,7 +594,9 @@ def _start_ray(args: argparse.Namespace) -> None:
         ray.init(address=args.address, runtime_env={"working_dir": str(REPO), "excludes": excludes},
                  log_to_driver=False)
     else:
-        ray.init(num_cpus=args.num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        # "local": always a new instance (never an existing `ray start` cluster found in /tmp/ray).
+        ray.init(address="local", num_cpus=args.num_cpus or os.cpu_count(), include_dashboard=False,
+                 log_to_driver=False)
     logger.info("Ray: %s", ray.cluster_resources())
 
 
