@@ -375,7 +375,7 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
             (run / "models" / "final_model").is_dir():
         metrics = run_metrics(run, setup["objective"])
         _finish_record(trial_dir, record, "finished", metrics)
-        tune.report({**metrics, "final": True})
+        tune.report(_final_report(metrics))
         return
     args = [sys.executable, str(REPO / "train.py")]
     if run is not None and (run / "checkpoints" / "latest.json").is_file():
@@ -396,7 +396,12 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
         raise RuntimeError(msg)
     metrics = run_metrics(run, setup["objective"])
     _finish_record(trial_dir, record, "finished", metrics)
-    tune.report({**metrics, "final": True})
+    tune.report(_final_report(metrics))
+
+
+def _final_report(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The last ``tune.report``: the metrics, ``final``, and ``eval_pnl_mean`` (what ASHA reads) = the last periodic one."""
+    return {**metrics, "final": True, "eval_pnl_mean": metrics["eval_pnl_last"]}
 
 
 def _run_train(args: list[str], trial_dir: Path, setup: dict[str, Any], tune: Any) -> int:
@@ -827,8 +832,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         record["runs"][-1].update(wall_s=time.perf_counter() - t0, load_average_end=list(os.getloadavg()))
         utils.atomic_write_json(sweep_dir / "sweep.json", record)
         _report(summary, sweep_dir, spec)
-        unfinished = [r for r in summary["table"].itertuples() if r.status == "unfinished"]
-        if unfinished or summary["trials"] < n and not spec.scheduler:
+        # Tune's count: trials neither terminated nor errored were pending or running at Ctrl-C.
+        if grid.num_terminated + grid.num_errors < len(grid):
             print(f"sweep.py: interrupted; {summary['finished']} of {n} trials finished. Resume with: "
                   f"python sweep.py --resume {sweep_dir}", file=sys.stderr)
             return 130
