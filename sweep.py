@@ -263,7 +263,7 @@ def trial_dir_name(index: int, config: dict[str, Any], space: dict[str, Any]) ->
 
     >>> trial_dir_name(3, {"learning_rate": 0.001, "ent_coef": 0.0, "seed": 1},
     ...                {"learning_rate": {}, "ent_coef": {}})
-    't0003_learning_rate=0.001_ent_coef=0.0_seed=1'
+    't0003_learning_rate=0.001_ent_coef=0_seed=1'
     """
     parts = [f"{k}={_short(config[k])}" for k in space]
     name = "_".join([f"t{index:04d}", *parts, f"seed={int(config['seed'])}"])
