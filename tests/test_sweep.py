@@ -1,4 +1,4 @@
-"""sweep.py on a real local Ray instance (2 CPUs): a 2 x 2 grid x 2 seeds with a tiny budget,
+"""The sweep file's one-line errors; sweep.py on a real local Ray instance (2 CPUs): a 2 x 2 grid x 2 seeds with a tiny budget,
 one trial's train.py killed (a crash: reported, the sweep goes on), the sweep interrupted
 (SIGINT) and resumed (Tune's restore): every trial folder complete, finished trials not run
 again, the crashed one continued from its checkpoint, the summary, figure and best.args."""
@@ -15,8 +15,6 @@ from pathlib import Path
 import orjson
 import pandas as pd
 import pytest
-
-pytest.importorskip("ray.tune", reason="ray[tune] is not installed (pip install -r requirements-sweep.txt)")
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1",
@@ -80,6 +78,7 @@ def a_checkpointed_train_py(sweep: Path):
 
 @pytest.mark.slow
 def test_grid_with_seeds_crash_interrupt_and_resume(tmp_path):
+    pytest.importorskip("ray.tune", reason="ray[tune] is not installed (pip install -r requirements-sweep.txt)")
     import train
     from synthetic_market import generate_file
 
@@ -152,3 +151,34 @@ def test_grid_with_seeds_crash_interrupt_and_resume(tmp_path):
     assert ns.learning_rate == best["config"]["learning_rate"] and ns.ent_coef == best["config"]["ent_coef"]
     assert ns.data_path == [str(data)] and ns.total_timesteps == 128
     assert "seed" not in best["config"] and ns.seed == 0
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name: x\nspace: {learning_rate: {grid: [1]}}\nseed: 3\n", "unknown key(s) ['seed']"),
+    ("name: x\nspace: {learning_rate: {range: [1, 2]}}\n", "space.learning_rate: expected one of"),
+    ("name: x\nspace: {gamma: {uniform: [0.99, 0.9]}}\n", "space.gamma.uniform: expected [low, high]"),
+    ("name: x\nspace: {gamma: {grid: [0.9]}}\nobjective: sharpe\n", "objective 'sharpe' not one of"),
+    ("name: x\nspace: {gamma: {grid: [0.9]}}\nscheduler: {type: pbt}\n", "only {type: asha"),
+    ("name: a/b\nspace: {gamma: {grid: [0.9]}}\n", "name 'a/b'"),
+    ("space: {gamma: {grid: [0.9]}}\n", "missing key 'name'"),
+])
+def test_sweep_file_errors_name_file_and_key(tmp_path, text, message):
+    import sweep
+
+    f = tmp_path / "bad.yaml"
+    f.write_text(text)
+    with pytest.raises(sweep.SweepError) as exc:
+        sweep.load_spec(f)
+    assert str(f) in str(exc.value) and message in str(exc.value)
+
+
+def test_spec_values_become_train_flags(tmp_path):
+    import sweep
+
+    f = tmp_path / "ok.yaml"
+    f.write_text("name: ok\nseeds: 2\ntrain_args: --total_timesteps 64 --normalize_reward false\n"
+                 "space: {learning_rate: {grid: [0.001, 0.0003]}, layer_norm: {choice: [true]}}\n")
+    spec = sweep.load_spec(f, seeds=3)
+    assert spec.seeds == 3 and spec.train_args == ("--total_timesteps", "64", "--normalize_reward", "false")
+    assert sweep.trial_flags({"learning_rate": 0.001, "layer_norm": True, "seed": 1}, spec.space) == \
+        ["--learning_rate", "0.001", "--layer_norm", "true", "--seed", "1"]
