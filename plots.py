@@ -532,9 +532,11 @@ def _param_panel(ax: Any, trials: Any, configs: Any, param: str, objective: str)
     numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values) and len(values) > 1
     order = sorted(values) if numeric else values
     pos = {v: i for i, v in enumerate(order)}
+    seeds = sorted(int(s) for s in ok["seed"].unique())
     for seed, g in ok.groupby("seed"):
         x = np.array([pos.get(v, np.nan) for v in g[param]], dtype=np.float64)
-        ax.scatter(x + 0.06 * (int(seed) % 5 - 2), g["objective"].astype(float), s=18, alpha=0.7,
+        shift = 0.05 * (seeds.index(int(seed)) - (len(seeds) - 1) / 2)  # seeds side by side
+        ax.scatter(x + shift, g["objective"].astype(float), s=18, alpha=0.7,
                    label=f"seed {seed}")
     means = ok.groupby(param)["objective"].mean() if len(ok) else {}
     ys = [float(means[v]) if v in means else np.nan for v in order]

@@ -832,8 +832,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         record["runs"][-1].update(wall_s=time.perf_counter() - t0, load_average_end=list(os.getloadavg()))
         utils.atomic_write_json(sweep_dir / "sweep.json", record)
         _report(summary, sweep_dir, spec)
-        # Tune's count: trials neither terminated nor errored were pending or running at Ctrl-C.
-        if grid.num_terminated + grid.num_errors < len(grid):
+        # Pending or running at Ctrl-C: not terminated/errored for Tune, never started (fewer trial
+        # folders than trials), or started without a final record (a restored trial that Tune
+        # counts as terminated after the second Ctrl-C; measured on the edge sweep).
+        statuses = set(summary["table"]["status"])
+        if grid.num_terminated + grid.num_errors < len(grid) or "unfinished" in statuses or \
+                (summary["trials"] < n and not spec.scheduler):
             print(f"sweep.py: interrupted; {summary['finished']} of {n} trials finished. Resume with: "
                   f"python sweep.py --resume {sweep_dir}", file=sys.stderr)
             return 130
