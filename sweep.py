@@ -297,6 +297,9 @@ def _set_parent_death_signal() -> None:
     SIGINT is ``train.py``'s Ctrl-C: it stops after the current update and saves a checkpoint,
     so a trial stopped by Tune (scheduler, Ctrl-C of the sweep) can be resumed.
     """
+    # Ray's worker thread blocks SIGINT and the mask is inherited: unblock it, or train.py never
+    # sees its Ctrl-C (measured: SigBlk 0x2 in the child's /proc status).
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         import ctypes
 
@@ -412,8 +415,11 @@ def _run_train(args: list[str], trial_dir: Path, setup: dict[str, Any], tune: An
     with open(trial_dir / "train.log", "ab") as log:
         log.write(f"$ {shlex.join(args)}\n".encode())
         log.flush()
+        # Its own session: Ray kills a stopped actor's process group (Ctrl-C of the sweep), which
+        # would SIGKILL train.py before it saves a checkpoint; the parent-death SIGINT (and the
+        # ``finally`` below) stop it the way Ctrl-C stops train.py.
         proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                preexec_fn=_set_parent_death_signal)
+                                preexec_fn=_set_parent_death_signal, start_new_session=True)
     (trial_dir / "train.pid").write_text(f"{proc.pid}\n")
     seen = 0
     try:
@@ -425,7 +431,10 @@ def _run_train(args: list[str], trial_dir: Path, setup: dict[str, Any], tune: An
                 for row in rows:
                     tune.report(row)
     finally:
-        if proc.poll() is None:  # stopped by Tune (scheduler, Ctrl-C): let train.py checkpoint
+        # Stopped by Tune (scheduler, Ctrl-C). On Linux train.py gets one SIGINT when this thread
+        # ends (PR_SET_PDEATHSIG), saves a checkpoint and exits on its own (a next attempt waits
+        # for it, ``_wait_for_previous``); a second SIGINT from here would abort it at once.
+        if proc.poll() is None and not sys.platform.startswith("linux"):
             proc.send_signal(signal.SIGINT)
             try:
                 proc.wait(timeout=120)
@@ -590,6 +599,9 @@ def _trainable(setup: dict[str, Any], spec: SweepSpec) -> Any:
 
 def _start_ray(args: argparse.Namespace) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # A local instance must not SIGKILL a stopped trial's train.py with its actor (Ray's default):
+    # train.py gets SIGINT instead (``_set_parent_death_signal``) and saves a checkpoint.
+    os.environ.setdefault("RAY_kill_child_processes_on_worker_exit", "0")
     import ray
 
     if args.address:
