@@ -77,6 +77,9 @@ class LoadReport:
     """Legal lines without book/trade data (tickers, klines, acks, other symbols' filtered topics)."""
     lines: int = 0
     """Non-blank lines read."""
+    gaps: int = 0
+    """Recorded gaps (a capture's ``disconnect`` / reconnect records): the books of the
+    connection wait for their next snapshot, which comes flagged ``SnapshotMessage.gap``."""
     symbols: set = field(default_factory=set)
     """Symbols with book or trade messages."""
     max_examples: int = 50
@@ -96,6 +99,7 @@ class LoadReport:
             f"dropped deltas (waiting for snapshot): {self.dropped_deltas}; "
             f"dropped trades (tick size unknown): {self.dropped_trades}; "
             f"ignored lines: {self.ignored_lines}"
+            + (f"; recorded gaps (reconnects): {self.gaps}" if self.gaps else "")
         )
 
 
