@@ -77,6 +77,8 @@ class LoadReport:
     """Legal lines without book/trade data (tickers, klines, acks, other symbols' filtered topics)."""
     lines: int = 0
     """Non-blank lines read."""
+    checksums: int = 0
+    """Book messages whose venue checksum was verified against the replayed book (OKX)."""
     gaps: int = 0
     """Recorded gaps (a capture's ``disconnect`` / reconnect records): the books of the
     connection wait for their next snapshot, which comes flagged ``SnapshotMessage.gap``."""
@@ -99,6 +101,7 @@ class LoadReport:
             f"dropped deltas (waiting for snapshot): {self.dropped_deltas}; "
             f"dropped trades (tick size unknown): {self.dropped_trades}; "
             f"ignored lines: {self.ignored_lines}"
+            + (f"; checksums verified: {self.checksums}" if self.checksums else "")
             + (f"; recorded gaps (reconnects): {self.gaps}" if self.gaps else "")
         )
 

@@ -24,7 +24,7 @@ Quirks and rules:
   ``bidPx:bidSz:askPx:askSz:...`` (a side with fewer levels simply stops), joined by ``:``,
   CRC32 as a signed 32-bit integer, with the price and size *texts* as OKX sent them
   (``okx_checksum``). A mismatch is a ``DataFormatError`` ("checksum") naming the line.
-  ``OkxFeed.checked`` counts the verified messages (all 290 of the sample capture).
+  ``LoadReport.checksums`` counts the verified messages (all 290 of the sample capture).
 - **Sequence**: where a book message carries ``seqId`` / ``prevSeqId`` (OKX added them in
   2022; the sample capture predates them), an ``update``'s ``prevSeqId`` must equal the
   previous message's ``seqId`` (a snapshot has ``prevSeqId`` -1); otherwise a "gap". A
@@ -116,7 +116,6 @@ class OkxFeed(Feed):
         super().__init__(reader)
         self.books: dict[str, _TextBook] = {}  # symbol -> level texts (checksum)
         self.seq: dict[str, int] = {}  # symbol -> last seqId
-        self.checked = 0  # book messages whose checksum was verified
 
     @staticmethod
     def detect(first_line: bytes, obj: Any) -> bool:
@@ -234,7 +233,7 @@ class OkxFeed(Feed):
             if got != want:
                 raise Problem("checksum", f"OKX checksum mismatch for {symbol}: the message says {want}, "
                               f"the book after it gives {got} (a lost or altered update)", symbol)
-            self.checked += 1
+            self.reader.report.checksums += 1
         return msg
 
     def _trades(self, obj: dict, local_ts: int | None) -> list[Message]:
