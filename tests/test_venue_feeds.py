@@ -255,3 +255,82 @@ def test_capture_of_an_unsupported_exchange_is_refused(tmp_path):
     path = _write(tmp_path, "k.jsonl", [{"t": "header", "format": 2, "exchange": "KRAKEN"}])
     with pytest.raises(DataFormatError, match=r"k\.jsonl:1: cryptofeed capture of KRAKEN: supported exchanges are BYBIT, OKX"):
         list(load_messages(path))
+
+
+# ------------------------------------------------------------- env, Replay and gaps
+
+
+@pytest.mark.parametrize(("rel", "symbol"), [("okx/cryptofeed_v3_OKX.jsonl.gz", "BTC-USDT"),
+                                             ("coinbase/cryptofeed_COINBASE.ws.28.0.gz", "SKL-USD")])
+def test_env_runs_an_episode_on_okx_and_coinbase(shared_data, tmp_path, rel, symbol):
+    import warnings
+
+    import numpy as np
+
+    from data_processor import replay
+    from event_driven_env import DISCRETE_ACTIONS, MarketMakingEnv
+
+    path = shared_data / rel
+    n_book = sum(1 for m, _ in replay(path, symbol=symbol) if not hasattr(m, "side"))
+    assert n_book > 90
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ~11 s / ~31 s captures: shorter than an episode
+        env = MarketMakingEnv(data_path=str(path), symbol=symbol, episode_length_s=3600.0, warmup_s=1.0,
+                              cache_dir=str(tmp_path))
+    env.reset(seed=0)
+    steps = 0
+    while True:
+        _, _, term, trunc, info = env.step(DISCRETE_ACTIONS.index("both_offset_+0"))
+        steps += 1
+        if term or trunc:
+            break
+    ep = info["episode"]
+    assert steps > 50 and np.isfinite([v for v in ep.values() if isinstance(v, float)]).all()
+    assert ep["pnl"] == pytest.approx(ep["spread_capture"] + ep["inventory_pnl"] - ep["fees"])
+
+
+def _gap_capture(tmp_path) -> Path:
+    """An OKX capture: 1 s of book, a disconnect, 1 s lost, a re-snapshot, 2 s more."""
+    snap, upd1, upd2 = _okx_lines()
+    recs = ["connect"]
+    t = 1_000_000
+    recs.append({**snap, "data": [{**snap["data"][0], "ts": str(t)}]})
+    for i in range(1, 11):  # alternating size changes at the best bid, 100 ms apart
+        d = {"asks": [], "bids": [["100.0", str(2 + i % 2), "0", "1"]], "ts": str(t + 100 * i)}
+        recs.append({"arg": {"channel": "books", "instId": "BTC-USDT"}, "action": "update", "data": [d]})
+    recs += ["disconnect", "connect"]
+    t2 = t + 2000
+    recs.append({**snap, "data": [{**snap["data"][0], "ts": str(t2)}]})
+    for i in range(1, 21):
+        d = {"asks": [], "bids": [["100.0", str(2 + i % 2), "0", "1"]], "ts": str(t2 + 100 * i)}
+        recs.append({"arg": {"channel": "books", "instId": "BTC-USDT"}, "action": "update", "data": [d]})
+    return _write(tmp_path, "gap.jsonl", _v3("OKX", recs))
+
+
+def test_replay_lists_gaps_and_episodes_never_span_them(tmp_path):
+    import warnings
+
+    from data_processor import Replay
+    from event_driven_env import MarketMakingEnv
+
+    path = _gap_capture(tmp_path)
+    r = Replay(path, cache_dir=tmp_path / "cache")
+    assert r.gaps == [(1_001_000, 1_002_000)] and r.gap_ts == [1_002_000]
+    book, it = r.start_at(1_002_000)  # a checkpoint at the resumption
+    assert book.best_bid() == (1000, 2.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        env = MarketMakingEnv(data_path=str(path), episode_length_s=60.0, warmup_s=5.0, order_size=1.0,
+                              cache_dir=str(tmp_path / "cache"))
+    # an episode starting before the gap ends at the last message before it (truncation)
+    env.reset(seed=0, options={"start_ts": 1_000_300})
+    assert env.end_ts == 1_001_000
+    done, steps = False, 0
+    while not done:
+        _, _, term, trunc, info = env.step(0)
+        done, steps = term or trunc, steps + 1
+    assert trunc and env._now == 1_001_000 and steps == 7
+    # one starting inside the gap starts at the resumption, and warms up only after it
+    env.reset(seed=0, options={"start_ts": 1_001_500})
+    assert env.start_ts == 1_002_000 and env.end_ts == 1_004_000
+    assert env._book.best_bid() == (1000, 2.0)  # the re-snapshot's book, not the one before the gap
