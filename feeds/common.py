@@ -80,8 +80,8 @@ class LoadReport:
     checksums: int = 0
     """Book messages whose venue checksum was verified against the replayed book (OKX)."""
     gaps: int = 0
-    """Recorded gaps (a capture's ``disconnect`` / reconnect records): the books of the
-    connection wait for their next snapshot, which comes flagged ``SnapshotMessage.gap``."""
+    """Books resumed after a recorded gap (a capture's ``disconnect`` / reconnect records): the
+    snapshots flagged ``SnapshotMessage.gap``, one per symbol and gap."""
     symbols: set = field(default_factory=set)
     """Symbols with book or trade messages."""
     max_examples: int = 50

@@ -31,8 +31,9 @@ Rules:
   are unique (``BTC-USDT``, ``BTC-USD``, ``XBTUSD``, ``BTCUSDT``) and kept as they are.
 - **Gaps**: a ``disconnect`` record (v3), or a second ``connect`` of a connection that
   already carried book data, means messages were lost: every book of that connection waits
-  for its next snapshot (deltas until then are dropped and counted), ``LoadReport.gaps``
-  counts the gap, and that next snapshot comes with ``SnapshotMessage.gap = True``. So a gap
+  for its next snapshot (deltas until then are dropped and counted), and that next snapshot
+  comes with ``SnapshotMessage.gap = True`` (``LoadReport.gaps`` counts these resumptions; a
+  disconnect at the very end of a recording resumes nothing and is not counted). So a gap
   is never replayed as continuous: the env ends an episode there and never starts one across
   it (``event_driven_env``), and ``Replay.gap_ts`` lists the resumptions.
 - ``send``, ``error``, ``close`` and other bookkeeping records are ignored. Every line is
@@ -148,6 +149,7 @@ class _Capture(Feed):
             if type(m) is SnapshotMessage and s in self.gap_pending:
                 m.gap = True
                 self.gap_pending.discard(s)
+                self.reader.report.gaps += 1
         return out
 
     def gap(self, conn: str, what: str) -> None:
@@ -167,7 +169,6 @@ class _Capture(Feed):
             for f in reader.feeds.values():
                 f.desync(s)
             self.gap_pending.add(s)
-        reader.report.gaps += 1
         logger.info("%s", DataFormatError(reader.path, reader.line_no,
                                           f"recorded gap ({what} of {conn}): {', '.join(sorted(symbols))} wait for a new snapshot"))
 
