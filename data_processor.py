@@ -258,7 +258,8 @@ def _inspect(paths: list[Path], symbol: str | None) -> int:
               f"{s['max_bids']:>8} {s['max_asks']:>8}")
         if s["first"] is not None:
             print(f"{'':<22} time span (exchange ms): {s['first']} -> {s['last']}")
-    print(f"gaps: {gaps_before}")
+    print(f"gaps: {gaps_before}" + (f"  recorded gaps (resumed after a reconnect): {report.gaps}" if report.gaps else "")
+          + (f"  checksums verified: {report.checksums}" if report.checksums else ""))
     print(f"problems: {report.n_problems}  "
           + ", ".join(f"{k}={v}" for k, v in sorted(report.problems.items())))
     for ex in report.examples[:10]:
