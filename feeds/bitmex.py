@@ -140,34 +140,18 @@ class BitmexFeed(Feed):
         b: list = []
         a: list = []
         st = reader.states.get(symbol)
-        if action == "partial":
-            ids: dict[int, tuple[str, Any]] = {}
-        else:
-            cur = self.ids.get(symbol)
+        cur: dict[int, tuple[str, Any]] = {}
+        if action != "partial":
+            cur = self.ids.get(symbol)  # type: ignore[assignment]
             if cur is None or st is None or not st.synced:  # no partial yet (or waiting for one)
                 reader.report.dropped_deltas += 1
                 return None
-            ids = dict(cur)  # changed only once the message is accepted
+        # The message's changes, applied to the id map only once it is accepted (None: deleted).
+        new: dict[int, tuple[str, Any] | None] = {}
+
         try:
             for r in rows:
-                i, side = r["id"], r["side"]
-                if side not in ("Buy", "Sell"):
-                    raise Problem("bad value", f"BitMEX row side must be 'Buy' or 'Sell', got {side!r}", symbol)
-                if action in ("partial", "insert"):
-                    if action == "insert" and i in ids:
-                        raise Problem("gap", f"BitMEX insert of id {i} of {symbol}, which is already in the book", symbol)
-                    price, size = _plain(r["price"]), r["size"]
-                    ids[i] = (side, price)
-                elif action == "update":
-                    if i not in ids:
-                        raise Problem("gap", f"BitMEX update of unknown id {i} of {symbol}", symbol)
-                    price, size = ids[i][1], r["size"]
-                    if "price" in r:
-                        price = _plain(r["price"])
-                else:  # delete
-                    if i not in ids:
-                        raise Problem("gap", f"BitMEX delete of unknown id {i} of {symbol}", symbol)
-                    price, size = ids.pop(i)[1], 0
+                side, price, size = self._row(action, symbol, r, cur, new)
                 (b if side == "Buy" else a).append([price, size])
         except KeyError as e:
             raise Problem("missing field", f"BitMEX book row is missing field {e.args[0]!r}", symbol) from None
@@ -175,8 +159,38 @@ class BitmexFeed(Feed):
             raise Problem("bad field", "BitMEX book row is not an object", symbol) from None
         msg = reader.book_message(action == "partial", symbol, ts, b, a, None, None, local_ts, "id")
         if msg is not None:
-            self.ids[symbol] = ids
+            if action == "partial":
+                self.ids[symbol] = cur = {}
+            for i, v in new.items():
+                if v is None:
+                    cur.pop(i, None)
+                else:
+                    cur[i] = v
         return msg
+
+    @staticmethod
+    def _row(action: str, symbol: str, r: dict, cur: dict, new: dict) -> tuple[str, Any, Any]:
+        """``(side, price, size)`` of one row; its id change recorded in ``new`` (None: deleted)."""
+        i, side = r["id"], r["side"]
+        if side not in ("Buy", "Sell"):
+            raise Problem("bad value", f"BitMEX row side must be 'Buy' or 'Sell', got {side!r}", symbol)
+        old = new[i] if i in new else cur.get(i)
+        if action in ("partial", "insert"):
+            if action == "insert" and old is not None:
+                raise Problem("gap", f"BitMEX insert of id {i} of {symbol}, which is already in the book", symbol)
+            price = _plain(r["price"])
+            new[i] = (side, price)
+            return side, price, r["size"]
+        if old is None:
+            raise Problem("gap", f"BitMEX {action} of unknown id {i} of {symbol}", symbol)
+        if action == "delete":
+            new[i] = None
+            return side, old[1], 0
+        price = old[1]
+        if "price" in r:
+            price = _plain(r["price"])
+            new[i] = (side, price)
+        return side, price, r["size"]
 
     def _trades(self, action: Any, rows: list, local_ts: int | None) -> list[Message]:
         reader = self.reader

@@ -200,6 +200,53 @@ class BinanceVenue:
         return self.rest_t  # (set by ``rest``; read only after the REST request)
 
 
+class CoinbaseVenue:
+    """The head of the real Coinbase Exchange capture (the recorder subscribes to Advanced Trade;
+    the loader reads both APIs); re-snapshots are Exchange ``snapshot`` messages (no time: the
+    loader gives them the time of the product's next update)."""
+
+    name, symbol, loader_symbol, drop_at, lost = "coinbase", "SKL-USD", "SKL-USD", 1200, 30
+
+    def __init__(self, data: Path) -> None:
+        with gzip.open(data / "coinbase" / "cryptofeed_COINBASE.ws.28.0.gz", "rt") as fh:
+            lines = [next(fh) for _ in range(3000)]
+        self.payloads = [ln.partition(": ")[2].strip() for ln in lines if ln[:1].isdigit()]
+        self.books: dict[str, _Book] = {}
+
+    def url_path(self) -> str:
+        return "/"
+
+    def apply(self, text: str) -> None:
+        msg = json.loads(text)
+        if msg["type"] == "snapshot":
+            self.books.setdefault(msg["product_id"], _Book()).apply(msg["bids"], msg["asks"], True)
+        elif msg["type"] == "l2update":
+            ch = msg["changes"]
+            self.books[msg["product_id"]].apply([c[1:] for c in ch if c[0] == "buy"],
+                                                [c[1:] for c in ch if c[0] == "sell"], False)
+
+    def resnapshot(self) -> list[str]:
+        out = []
+        for p in sorted(self.books):
+            b, a = self.books[p].sorted()
+            out.append(json.dumps({"type": "snapshot", "product_id": p, "bids": [list(x) for x in b],
+                                   "asks": [list(x) for x in a]}, separators=(",", ":")))
+        return out
+
+    def rest(self, path: str) -> str | None:
+        return None
+
+    def gap_ts(self) -> int:
+        import calendar
+
+        for text in self.payloads[self.drop_at + self.lost:]:
+            msg = json.loads(text)
+            if msg["type"] == "l2update" and msg["product_id"] == self.symbol:
+                head, _, frac = msg["time"].rstrip("Z").partition(".")
+                return calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S")) * 1000 + int((frac + "000")[:3])
+        raise AssertionError("no update after the gap")
+
+
 class ReplayServer:
     """Replays a venue's recorded payloads; drops the first connection at ``venue.drop_at``."""
 
@@ -295,7 +342,7 @@ def _read(paths: list[Path]) -> list[dict]:
     return out
 
 
-VENUE_CLASSES = {"okx": OkxVenue, "bybit": BybitVenue, "binance": BinanceVenue}
+VENUE_CLASSES = {"okx": OkxVenue, "bybit": BybitVenue, "binance": BinanceVenue, "coinbase": CoinbaseVenue}
 
 
 @pytest.fixture(params=list(VENUE_CLASSES))

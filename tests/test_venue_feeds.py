@@ -366,3 +366,27 @@ def test_binance_and_bybit_payloads_in_a_capture_load_as_their_native_files(shar
     linear = list(load_messages(shared_data / "bybit" / "cryptofeed_v3_BYBIT_linear_ob200_publicTrade.jsonl", symbol="ETHUSDT"))
     capture = list(load_messages(shared_data / "bybit" / "cryptofeed_v3_BYBIT.jsonl.zst", symbol="linear:ETHUSDT"))
     assert [dataclasses.replace(m, local_ts=None, symbol="ETHUSDT") for m in capture] == strip(linear)
+
+
+@pytest.mark.parametrize(("rel", "symbol"), [("okx/cryptofeed_v3_OKX.jsonl.gz", "BTC-USDT"),
+                                             ("coinbase/cryptofeed_COINBASE.ws.28.0.gz", "DASH-BTC"),
+                                             ("bitmex/cryptofeed_BITMEX.ws.1.0.gz", "XBTUSD")])
+def test_replay_checkpoints_restore_the_parsers_state(shared_data, tmp_path, rel, symbol):
+    """Starting mid-recording from a checkpoint restores the OKX level texts (checksums go on
+    holding), the Coinbase state and the BitMEX id map (updates by id go on resolving)."""
+    from data_processor import Replay, replay
+
+    path = shared_data / rel
+    book = None
+    for _, b in replay(path, symbol=symbol):
+        book = b
+    final = (book.best_bid(), book.best_ask(), list(book.bids.items())[:50], list(book.asks.items())[:50])
+    r = Replay(path, symbol=symbol, checkpoint_interval_ms=2500, cache_dir=tmp_path)
+    assert len(r.checkpoint_ts) >= 5
+    for t in (r.checkpoint_ts[3], r.checkpoint_ts[-2] + 1):
+        book, it = r.start_at(t)
+        rest = list(it)
+        assert rest, t
+        for m in rest:
+            book.apply(m)
+        assert (book.best_bid(), book.best_ask(), list(book.bids.items())[:50], list(book.asks.items())[:50]) == final

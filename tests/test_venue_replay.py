@@ -229,8 +229,9 @@ def test_coinbase_and_bitmex_books_match_independent_replay(shared_data, venue):
     expected = (independent_coinbase if venue == "coinbase" else independent_bitmex)(path)
     assert len(expected) == 10
     n = 0
+    busiest = sorted(expected, key=lambda k: -len(expected[k]))[:3]
     for symbol, exp in expected.items():
-        for mode in ("apply", "replay"):
+        for mode in ("apply", "replay") if symbol in busiest else ("apply",):  # replay(): the 3 busiest
             got, tick, report = project_tops(path, symbol, mode)
             _compare(exp, got, tick, f"{venue} {symbol} ({mode})", venue == "coinbase" and mode == "replay")
             assert report.n_problems == 0
