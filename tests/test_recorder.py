@@ -20,6 +20,7 @@ reported and flagged, the loader's book after the gap and at the end equals the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import os
@@ -493,3 +494,27 @@ def test_recorder_gives_up_after_max_reconnects(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1 and "3 connection attempts in a row failed" in err
     assert list(tmp_path.iterdir()) == []  # nothing connected, no file
+
+
+def test_recorder_stops_on_a_venue_refusal(tmp_path, capsys):
+    """OKX refuses the subscription (an unknown instrument): exit 1 with OKX's own message."""
+    from websockets.sync.server import serve
+
+    import data_processor
+
+    def handler(ws):
+        ws.recv()
+        ws.send('{"event":"error","msg":"Wrong URL or channel:books,instId:BTC-XYZ doesn\'t exist.","code":"60018"}')
+        with contextlib.suppress(Exception):
+            ws.recv()
+
+    with serve(handler, "127.0.0.1", 0) as srv:
+        th = threading.Thread(target=srv.serve_forever, daemon=True)
+        th.start()
+        code = data_processor.main(["record", "--venue", "okx", "--symbol", "BTC-XYZ", "--out", str(tmp_path / "o.jsonl"),
+                                    "--url", f"ws://127.0.0.1:{srv.socket.getsockname()[1]}"])
+        srv.shutdown()
+    err = capsys.readouterr().err
+    assert code == 1 and "OKX refused: Wrong URL or channel:books,instId:BTC-XYZ doesn't exist. (code 60018)" in err
+    files = list(tmp_path.iterdir())  # what was received is kept (and compressed)
+    assert len(files) == 1 and files[0].name.endswith(".jsonl.gz")

@@ -261,8 +261,9 @@ def test_capture_of_an_unsupported_exchange_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize(("rel", "symbol"), [("okx/cryptofeed_v3_OKX.jsonl.gz", "BTC-USDT"),
-                                             ("coinbase/cryptofeed_COINBASE.ws.28.0.gz", "SKL-USD")])
-def test_env_runs_an_episode_on_okx_and_coinbase(shared_data, tmp_path, rel, symbol):
+                                             ("coinbase/cryptofeed_COINBASE.ws.28.0.gz", "SKL-USD"),
+                                             ("bitmex/cryptofeed_BITMEX.ws.1.0.gz", "XBTUSD")])
+def test_env_runs_an_episode_on_okx_coinbase_and_bitmex(shared_data, tmp_path, rel, symbol):
     import warnings
 
     import numpy as np
