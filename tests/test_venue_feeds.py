@@ -391,3 +391,20 @@ def test_replay_checkpoints_restore_the_parsers_state(shared_data, tmp_path, rel
         for m in rest:
             book.apply(m)
         assert (book.best_bid(), book.best_ask(), list(book.bids.items())[:50], list(book.asks.items())[:50]) == final
+
+
+def test_okx_books5_and_bbo_tbt_pushes_are_snapshots(tmp_path):
+    """``books5`` / ``bbo-tbt`` push a whole top-N book each time (no ``action``)."""
+    def push(channel, ts, bid, ask, seq):
+        d = {"asks": [[ask, "1", "0", "1"]], "bids": [[bid, "2", "0", "1"]], "instId": "BTC-USDT", "ts": str(ts), "seqId": seq}
+        d["checksum"] = okx_checksum([(bid, "2")], [(ask, "1")])
+        return {"arg": {"channel": channel, "instId": "BTC-USDT"}, "data": [d]}
+
+    for channel in ("books5", "bbo-tbt"):
+        path = _write(tmp_path, f"{channel}.jsonl", [push(channel, 1000, "100.0", "100.1", 5),
+                                                      push(channel, 1001, "100.1", "100.2", 9)])
+        rep = LoadReport()
+        msgs = list(load_messages(path, report=rep))
+        assert [(type(m).__name__, m.update_id, m.bids) for m in msgs] == [
+            ("SnapshotMessage", 5, [(1000, 2.0)]), ("SnapshotMessage", 9, [(1001, 2.0)])]
+        assert rep.checksums == 2
