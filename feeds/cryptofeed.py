@@ -24,7 +24,8 @@ Rules:
 - The venue: the v3 ``header``'s ``exchange`` (``BYBIT``, ``OKX``, ``COINBASE``, ``BITMEX``,
   ``BINANCE_FUTURES``; another is refused), the v1 connection URL's host, or, without either,
   the payload's shape. A Binance USDⓈ-M REST depth snapshot is a v3 ``http`` record whose
-  ``url`` holds ``/depth``; other ``http`` records (instrument lists) are ignored.
+  ``url`` holds ``/depth`` (its ``symbol=`` names the book); other ``http`` records
+  (instrument lists) are ignored.
 - Symbols: Bybit's are qualified by connection, ``"linear:BTCUSDT"`` (the last path segment
   of the connection URL; a capture holds spot and linear connections with the same names)
   or ``"BYBIT.ws.2:BTCUSDT"`` without a ``connect`` line; the other venues' instrument names
@@ -219,6 +220,9 @@ class CryptofeedFeed(_Capture):
                 data = obj.get("data")
                 if not isinstance(ts, int | float) or not isinstance(data, str):
                     raise Problem("bad field", "Binance REST snapshot record without a numeric 'ts' and a text 'data'")
+                m = re.search(r"[?&]symbol=([A-Za-z0-9_]+)", str(obj.get("url")))
+                if m:  # the URL names the snapshot's symbol (several symbols may share the stream)
+                    self.subs["binance"].symbol = m.group(1).upper()
                 return self._mark(self.subs["binance"].parse(b"%d %s" % (int(ts * 1e9), data.encode())),
                                   str(obj.get("conn")))
         elif t not in _META:

@@ -408,3 +408,27 @@ def test_okx_books5_and_bbo_tbt_pushes_are_snapshots(tmp_path):
         assert [(type(m).__name__, m.update_id, m.bids) for m in msgs] == [
             ("SnapshotMessage", 5, [(1000, 2.0)]), ("SnapshotMessage", 9, [(1001, 2.0)])]
         assert rep.checksums == 2
+
+
+def test_binance_rest_snapshots_of_two_symbols_in_one_capture(tmp_path):
+    """Each REST snapshot belongs to the symbol its URL names, whatever stream message came last."""
+    def diff(s, U, u, pu, T, px):
+        return {"stream": f"{s.lower()}@depth@0ms", "data": {"e": "depthUpdate", "E": T, "T": T, "s": s, "U": U, "u": u,
+                                                             "pu": pu, "b": [[px, "1"]], "a": []}}
+
+    def rest(s, lid, T, px):
+        return {"lastUpdateId": lid, "E": T, "T": T, "bids": [[px, "5"]], "asks": [[str(float(px) + 100), "5"]]}
+
+    conn = "BINANCE_FUTURES.ws.1"
+    recs = [{"t": "header", "format": 2, "exchange": "BINANCE_FUTURES"},
+            {"t": "recv", "conn": conn, "ts": 1.0, "data": json.dumps(diff("BTCUSDT", 10, 12, 9, 100, "60000.0"))},
+            {"t": "recv", "conn": conn, "ts": 1.1, "data": json.dumps(diff("ETHUSDT", 50, 52, 49, 100, "3000.00"))},
+            {"t": "http", "conn": conn, "ts": 1.2, "url": "https://fapi.binance.com/fapi/v1/depth?symbol=BTCUSDT&limit=1000",
+             "data": json.dumps(rest("BTCUSDT", 11, 99, "59999.0"))},
+            {"t": "http", "conn": conn, "ts": 1.3, "url": "https://fapi.binance.com/fapi/v1/depth?symbol=ETHUSDT&limit=1000",
+             "data": json.dumps(rest("ETHUSDT", 51, 99, "2999.00"))}]
+    path = _write(tmp_path, "two.jsonl", recs)
+    for sym, first in (("BTCUSDT", 599990), ("ETHUSDT", 299900)):
+        msgs = list(load_messages(path, symbol=sym))
+        assert [type(m).__name__ for m in msgs] == ["SnapshotMessage", "DeltaMessage"]
+        assert msgs[0].bids[0][0] == first and all(m.symbol == sym for m in msgs)
