@@ -12,7 +12,9 @@ result with ``data_processor.load_messages(sorted(glob("data/okx.*.jsonl*")), sy
 What is written (one JSON object per line; the loader's ``CryptofeedFeed`` reads it):
 
 - ``{"t":"header","format":2,"exchange":"OKX","config":{...},"connections":{...}}`` at the top
-  of every file (the connections open at that moment, so a file also loads on its own);
+  of every file (with the connections open at that moment, so that symbol names stay the same
+  in every file; the files of a recording are still read together, in order: only the first
+  holds the snapshots);
 - ``{"t":"connect","conn":"OKX.ws.1","ts":<s>,"addr":<url>}`` per connection (``ws.2``,
   ``ws.3``, ... after reconnects), ``{"t":"send",...}`` per subscription request;
 - ``{"t":"recv","conn":...,"ts":<local receive time, s>,"data":"<raw websocket text>"}``;

@@ -214,6 +214,10 @@ class CryptofeedFeed(_Capture):
                     raise DataFormatError(reader.path, reader.line_no,
                                           f"cryptofeed capture of {exch}: supported exchanges are {', '.join(EXCHANGES)}")
                 self.venue = venue
+            conns = obj.get("connections")  # recorder.py: the connections open at a rotated file's top
+            if isinstance(conns, dict):
+                for conn, addr in conns.items():
+                    self.conn_names.setdefault(conn, str(addr).rstrip("/").rpartition("/")[2] or conn)
         elif t == "http":
             if self.venue == "binance" and "/depth" in str(obj.get("url")):
                 ts = obj.get("ts")

@@ -432,3 +432,14 @@ def test_binance_rest_snapshots_of_two_symbols_in_one_capture(tmp_path):
         msgs = list(load_messages(path, symbol=sym))
         assert [type(m).__name__ for m in msgs] == ["SnapshotMessage", "DeltaMessage"]
         assert msgs[0].bids[0][0] == first and all(m.symbol == sym for m in msgs)
+
+
+def test_rotated_capture_file_keeps_the_connection_names(tmp_path):
+    """A recorder file that starts mid-connection names its Bybit symbols like the first file."""
+    snap = {"topic": "orderbook.50.BTCUSDT", "type": "snapshot", "ts": 1,
+            "data": {"s": "BTCUSDT", "b": [["100.0", "1"]], "a": [["100.1", "1"]], "u": 1, "seq": 1}}
+    recs = [{"t": "header", "format": 2, "exchange": "BYBIT",
+             "connections": {"BYBIT.ws.1": "wss://stream.bybit.com/v5/public/linear"}},
+            {"t": "recv", "conn": "BYBIT.ws.1", "ts": 2.0, "data": json.dumps(snap)}]
+    msgs = list(load_messages(_write(tmp_path, "part2.jsonl", recs)))
+    assert [m.symbol for m in msgs] == ["linear:BTCUSDT"]
