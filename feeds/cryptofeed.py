@@ -207,32 +207,39 @@ class CryptofeedFeed(_Capture):
             if conn:
                 self.gap(conn, "disconnect" + (f": {obj['reason']}" if obj.get("reason") else ""))
         elif t == "header":
-            exch = obj.get("exchange")
-            if exch is not None:
-                venue = EXCHANGES.get(exch)
-                if venue is None:
-                    raise DataFormatError(reader.path, reader.line_no,
-                                          f"cryptofeed capture of {exch}: supported exchanges are {', '.join(EXCHANGES)}")
-                self.venue = venue
-            conns = obj.get("connections")  # recorder.py: the connections open at a rotated file's top
-            if isinstance(conns, dict):
-                for conn, addr in conns.items():
-                    self.conn_names.setdefault(conn, str(addr).rstrip("/").rpartition("/")[2] or conn)
+            self._header(obj)
         elif t == "http":
             if self.venue == "binance" and "/depth" in str(obj.get("url")):
-                ts = obj.get("ts")
-                data = obj.get("data")
-                if not isinstance(ts, int | float) or not isinstance(data, str):
-                    raise Problem("bad field", "Binance REST snapshot record without a numeric 'ts' and a text 'data'")
-                m = re.search(r"[?&]symbol=([A-Za-z0-9_]+)", str(obj.get("url")))
-                if m:  # the URL names the snapshot's symbol (several symbols may share the stream)
-                    self.subs["binance"].symbol = m.group(1).upper()
-                return self._mark(self.subs["binance"].parse(b"%d %s" % (int(ts * 1e9), data.encode())),
-                                  str(obj.get("conn")))
+                return self._rest_snapshot(obj)
         elif t not in _META:
             raise Problem("unknown message type", f"unknown cryptofeed record type {t!r}")
         reader.report.ignored_lines += 1
         return []
+
+
+    def _header(self, obj: dict) -> None:
+        reader = self.reader
+        exch = obj.get("exchange")
+        if exch is not None:
+            venue = EXCHANGES.get(exch)
+            if venue is None:
+                raise DataFormatError(reader.path, reader.line_no,
+                                      f"cryptofeed capture of {exch}: supported exchanges are {', '.join(EXCHANGES)}")
+            self.venue = venue
+        conns = obj.get("connections")  # recorder.py: the connections open at a rotated file's top
+        if isinstance(conns, dict):
+            for conn, addr in conns.items():
+                self.conn_names.setdefault(conn, str(addr).rstrip("/").rpartition("/")[2] or conn)
+
+    def _rest_snapshot(self, obj: dict) -> list[Message]:
+        ts = obj.get("ts")
+        data = obj.get("data")
+        if not isinstance(ts, int | float) or not isinstance(data, str):
+            raise Problem("bad field", "Binance REST snapshot record without a numeric 'ts' and a text 'data'")
+        m = re.search(r"[?&]symbol=([A-Za-z0-9_]+)", str(obj.get("url")))
+        if m:  # the URL names the snapshot's symbol (several symbols may share the stream)
+            self.subs["binance"].symbol = m.group(1).upper()
+        return self._mark(self.subs["binance"].parse(b"%d %s" % (int(ts * 1e9), data.encode())), str(obj.get("conn")))
 
 
 class CryptofeedV1Feed(_Capture):
