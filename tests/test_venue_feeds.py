@@ -443,3 +443,16 @@ def test_rotated_capture_file_keeps_the_connection_names(tmp_path):
             {"t": "recv", "conn": "BYBIT.ws.1", "ts": 2.0, "data": json.dumps(snap)}]
     msgs = list(load_messages(_write(tmp_path, "part2.jsonl", recs)))
     assert [m.symbol for m in msgs] == ["linear:BTCUSDT"]
+
+
+@pytest.mark.parametrize(("bad", "match"), [
+    ('{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"upd', "malformed JSON in the websocket payload"),
+    ('{"arg":{"channel":"books-l3","instId":"BTC-USDT"},"data":[]}', "unknown OKX channel 'books-l3'"),
+])
+def test_bad_payloads_inside_a_capture_are_named_by_the_capture_line(tmp_path, bad, match):
+    snap, upd1, upd2 = _okx_lines()
+    recs = _v3("OKX", ["connect", snap, upd1, upd2])
+    recs.insert(4, {"t": "recv", "conn": "OKX.ws.1", "ts": 9.0, "data": bad})
+    path = _write(tmp_path, "cap.jsonl", recs)
+    with pytest.raises(DataFormatError, match=rf"cap\.jsonl:5: {match}"):
+        list(load_messages(path))
