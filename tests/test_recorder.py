@@ -518,3 +518,29 @@ def test_recorder_stops_on_a_venue_refusal(tmp_path, capsys):
     assert code == 1 and "OKX refused: Wrong URL or channel:books,instId:BTC-XYZ doesn't exist. (code 60018)" in err
     files = list(tmp_path.iterdir())  # what was received is kept (and compressed)
     assert len(files) == 1 and files[0].name.endswith(".jsonl.gz")
+
+
+def test_rotating_writer_rotates_by_age_and_compresses_with_zstd(tmp_path):
+    """Age-based rotation (``rotate_minutes``), zstd output, names in recording order, and the
+    records of each file read back by the loader's capture parser."""
+    import recorder
+    from data_processor import load_messages
+
+    cfg = recorder.RecorderConfig(venue="okx", symbol="BTC-USDT", out=str(tmp_path / "o.jsonl"),
+                                  rotate_minutes=0.2 / 60, compress="zstd")
+    w = recorder.RotatingWriter(cfg, {"t": "header", "format": 2, "exchange": "OKX"})
+    snap = ('{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"snapshot","data":[{"asks":[["100.1","1","0","1"]],'
+            '"bids":[["100.0","2","0","1"]],"ts":"1000"}]}')
+    w.write({"t": "connect", "conn": "OKX.ws.1", "ts": 1.0, "addr": "wss://ws.okx.com:8443/ws/v5/public"})
+    w.write({"t": "recv", "conn": "OKX.ws.1", "ts": 1.0, "data": snap})
+    for i in range(3):
+        time.sleep(0.25)
+        upd = ('{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"update","data":[{"asks":[],'
+               f'"bids":[["100.0","{3 + i}","0","1"]],"ts":"{1001 + i}"}}]}}')
+        w.write({"t": "recv", "conn": "OKX.ws.1", "ts": 2.0 + i, "data": upd})
+    files = w.close()
+    assert len(files) == 4 and files == sorted(files) and all(f.name.endswith(".jsonl.zst") for f in files)
+    assert all(f.open("rb").read(4) == b"\x28\xb5\x2f\xfd" for f in files)  # zstd magic
+    assert not [p for p in tmp_path.iterdir() if p not in files]  # no plain or temporary file left
+    msgs = list(load_messages(files))
+    assert [m.bids for m in msgs] == [[(1000, 2.0)], [(1000, 3.0)], [(1000, 4.0)], [(1000, 5.0)]]
