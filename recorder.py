@@ -353,7 +353,8 @@ async def record(cfg: RecorderConfig, stop: asyncio.Event) -> dict[str, Any]:
         while not stop.is_set():
             n_conn += 1
             conn = f"{venue.exchange}.ws.{n_conn}"
-            connected = got_data = False
+            connected = False
+            got = [False]  # set by _session at the first message (it may end by an exception)
             reason = "stopped"
             try:
                 async with connect(url, open_timeout=10, max_size=1 << 26, ping_interval=20, ping_timeout=20) as ws:
@@ -363,7 +364,7 @@ async def record(cfg: RecorderConfig, stop: asyncio.Event) -> dict[str, Any]:
                     for s in subs:
                         await ws.send(s)
                         w.write({"t": "send", "conn": conn, "ts": time.time(), "data": s})
-                    got_data = await _session(cfg, venue, ws, w, conn, stop)
+                    await _session(cfg, venue, ws, w, conn, stop, got)
                     reason = "stopped by the user" if stop.is_set() else "closed by the server"
             except ConnectionClosed as e:
                 reason = f"connection lost ({e})"
@@ -380,7 +381,7 @@ async def record(cfg: RecorderConfig, stop: asyncio.Event) -> dict[str, Any]:
                 logger.warning("cannot connect to %s: %s", url, reason)
             if stop.is_set():
                 break
-            failures = 0 if got_data else failures + 1
+            failures = 0 if got[0] else failures + 1
             if cfg.max_reconnects is not None and failures > cfg.max_reconnects:
                 raise RecorderError(f"{failures} connection attempts in a row failed ({reason}); giving up")
             delay = min(cfg.backoff_max_s, cfg.backoff_initial_s * 2 ** max(0, failures - 1))
@@ -402,14 +403,13 @@ async def _flush_every(w: RotatingWriter, period: float, stop: asyncio.Event) ->
 
 
 async def _session(cfg: RecorderConfig, venue: Venue, ws: Any, w: RotatingWriter, conn: str,
-                   stop: asyncio.Event) -> bool:
-    """Receive until the connection ends or ``stop``; True if any data came."""
+                   stop: asyncio.Event, got: list[bool]) -> None:
+    """Receive until the connection ends (``ConnectionClosed``) or ``stop``; ``got[0]``: data came."""
     tasks: list[asyncio.Task] = []
     if venue.ping:
         tasks.append(asyncio.create_task(_keepalive(ws, venue.ping, cfg.ping_s)))
     stopper = asyncio.create_task(stop.wait())
     snapshot_due = cfg.venue == "binance"
-    got = False
     n = 0
     try:
         while True:
@@ -420,7 +420,7 @@ async def _session(cfg: RecorderConfig, venue: Venue, ws: Any, w: RotatingWriter
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await recv
                 await ws.close()
-                return got
+                return
             text = recv.result()  # raises ConnectionClosed at the end
             ts = time.time()
             if isinstance(text, bytes):
@@ -433,7 +433,7 @@ async def _session(cfg: RecorderConfig, venue: Venue, ws: Any, w: RotatingWriter
                 if refused:
                     raise RecorderError(refused)
             w.write({"t": "recv", "conn": conn, "ts": ts, "data": text})
-            got = True
+            got[0] = True
             if snapshot_due and '"depthUpdate"' in text:
                 snapshot_due = False  # after the first diff, as Binance prescribes
                 tasks.append(asyncio.create_task(_binance_snapshot(cfg, w, conn)))
