@@ -92,7 +92,7 @@ class RecorderConfig:
     url: str | None = None
     """Websocket URL instead of the venue's public endpoint (a proxy, or a local test server)."""
     rest_url: str | None = None
-    """Binance: REST depth snapshot URL instead of ``https://fapi.binance.com/fapi/v1/depth?symbol=<S>&limit=1000``."""
+    """Binance: REST depth snapshot URL instead of ``https://fapi.binance.com/fapi/v1/depth?symbol=<S>&limit=1000`` (``{symbol}`` in it is replaced by each symbol)."""
     rotate_mb: float = 256.0
     """Finish a file once it holds this many MB (uncompressed)."""
     rotate_minutes: float = 60.0
@@ -258,7 +258,10 @@ class RotatingWriter:
         self.last_us = us
         stamp = datetime.fromtimestamp(us // 1_000_000, UTC).strftime("%Y%m%dT%H%M%S")
         self.path = self.stem.with_name(f"{self.stem.name}.{stamp}.{us % 1_000_000:06d}Z.jsonl")
-        self.fh = self.path.open("xb")
+        try:
+            self.fh = self.path.open("xb")
+        except OSError as e:
+            raise RecorderError(f"cannot create {self.path}: {e.strerror or e}") from None
         self.files.append(self.path)
         self.size = 0
         self.opened = time.monotonic()
@@ -268,7 +271,10 @@ class RotatingWriter:
     def _put(self, rec: dict) -> None:
         line = orjson.dumps(rec) + b"\n"
         assert self.fh is not None
-        self.fh.write(line)
+        try:
+            self.fh.write(line)
+        except OSError as e:  # disk full, ...: one line for the user, the files so far kept
+            raise RecorderError(f"cannot write {self.path}: {e.strerror or e}") from None
         self.size += len(line)
         self.lines += 1
 
@@ -288,7 +294,10 @@ class RotatingWriter:
     def flush(self) -> None:
         """Push buffered lines to the OS."""
         if self.fh is not None:
-            self.fh.flush()
+            try:
+                self.fh.flush()
+            except OSError as e:
+                raise RecorderError(f"cannot write {self.path}: {e.strerror or e}") from None
 
     def rotate(self) -> None:
         """Finish the current file (compressed in the background) and start the next one."""
@@ -305,10 +314,16 @@ class RotatingWriter:
 
     def close(self) -> list[Path]:
         """Finish the last file and wait for every compression; the files written, in order."""
-        self._finish()
+        try:
+            self._finish()
+        except OSError as e:
+            logger.error("cannot finish %s: %s", self.path, e)
         self.pool.shutdown(wait=True)
         for j in self.jobs:
-            j.result()  # re-raise a compression error (the plain file is still there)
+            try:
+                j.result()
+            except OSError as e:  # the plain file is still there, complete
+                logger.error("compression failed, the plain file is kept: %s", e)
         out = []
         for p in self.files:
             for suf in ("", ".gz", ".zst"):
@@ -442,8 +457,12 @@ async def _session(cfg: RecorderConfig, venue: Venue, ws: Any, w: RotatingWriter
         for t in tasks:
             t.cancel()
         for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await t
+            except asyncio.CancelledError:
+                pass
+            except Exception as e:  # noqa: BLE001 - a helper task's failure is logged, the recording goes on
+                logger.warning("%s: %s", conn, e)
 
 
 async def _keepalive(ws: Any, text: str, period: float) -> None:
@@ -454,7 +473,8 @@ async def _keepalive(ws: Any, text: str, period: float) -> None:
 
 async def _binance_snapshot(cfg: RecorderConfig, w: RotatingWriter, conn: str) -> None:
     for s in cfg.symbols:
-        url = cfg.rest_url or f"https://fapi.binance.com/fapi/v1/depth?symbol={s.upper()}&limit=1000"
+        url = (cfg.rest_url.replace("{symbol}", s.upper()) if cfg.rest_url
+               else f"https://fapi.binance.com/fapi/v1/depth?symbol={s.upper()}&limit=1000")
         try:
             body = await _fetch(url)
         except OSError as e:

@@ -545,3 +545,33 @@ def test_rotating_writer_rotates_by_age_and_compresses_with_zstd(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p not in files]  # no plain or temporary file left
     msgs = list(load_messages(files))
     assert [m.bids for m in msgs] == [[(1000, 2.0)], [(1000, 3.0)], [(1000, 4.0)], [(1000, 5.0)]]
+
+
+def test_disk_full_is_one_line_and_keeps_what_was_written(tmp_path):
+    import errno
+
+    import recorder
+
+    cfg = recorder.RecorderConfig(venue="okx", symbol="BTC-USDT", out=str(tmp_path / "o.jsonl"), compress="none")
+    w = recorder.RotatingWriter(cfg, {"t": "header", "format": 2, "exchange": "OKX"})
+    w.write({"t": "connect", "conn": "OKX.ws.1", "ts": 1.0, "addr": "wss://ws.okx.com:8443/ws/v5/public"})
+    w.flush()
+
+    class Full:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def write(self, b):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self):
+            self.fh.flush()
+
+        def close(self):
+            self.fh.close()
+
+    w.fh = Full(w.fh)
+    with pytest.raises(recorder.RecorderError, match=r"cannot write .*o\..*Z\.jsonl: No space left on device"):
+        w.write({"t": "recv", "conn": "OKX.ws.1", "ts": 2.0, "data": "{}"})
+    files = w.close()
+    assert len(files) == 1 and [json.loads(ln)["t"] for ln in files[0].read_text().splitlines()] == ["header", "connect"]
