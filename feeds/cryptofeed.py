@@ -37,9 +37,10 @@ Rules:
   disconnect at the very end of a recording resumes nothing and is not counted). So a gap
   is never replayed as continuous: the env ends an episode there and never starts one across
   it (``event_driven_env``), and ``Replay.gap_ts`` lists the resumptions.
-- ``send``, ``error``, ``close`` and other bookkeeping records are ignored. Every line is
-  parsed (no byte pre-filter: a gap record or, on Coinbase, a sequence number may sit on a
-  line that names no symbol).
+- ``send``, ``error``, ``close`` and other bookkeeping records are ignored. With ``symbol=``,
+  v3 ``recv`` lines not holding the symbol's text are skipped unparsed (the bookkeeping
+  records never are: a gap record names no symbol); in Coinbase captures (one sequence
+  number per connection), captures without a header and v1 captures every line is parsed.
 
 Names: ``CryptofeedFeed`` (v3), ``CryptofeedV1Feed`` (v1).
 """
@@ -57,6 +58,7 @@ from feeds.bitmex import BitmexFeed
 from feeds.bybit import BybitFeed
 from feeds.coinbase import CoinbaseFeed
 from feeds.common import Feed, Problem
+from feeds.compression import open_binary
 from feeds.okx import OkxFeed
 from messages import DataFormatError, Message, SnapshotMessage
 
@@ -77,7 +79,7 @@ _V1 = re.compile(rb"^(?:wss?://\S+ <->? [0-9.]+|[0-9]+\.[0-9]+: [\[{])")
 class _Capture(Feed):
     """What both capture formats share: venue dispatch, connections, gaps."""
 
-    keep = b""  # every line is parsed (see the module docstring)
+    keep = b""  # every line is parsed (v1; v3 narrows it per file, see CryptofeedFeed.keep)
 
     def __init__(self, reader: Any) -> None:
         super().__init__(reader)
@@ -178,6 +180,34 @@ class CryptofeedFeed(_Capture):
     """Parser of cryptofeed v3 capture records (and ``recorder.py``'s files)."""
 
     name = "cryptofeed"
+    need = b'"t":"recv"'  # bookkeeping records (header, connect, disconnect, http) are always parsed
+
+    @property
+    def keep(self) -> bytes | None:  # type: ignore[override]
+        """The byte pre-filter's ``keep`` for the current file.
+
+        ``None``: ``recv`` lines of other symbols are skipped unparsed; ``b""`` (Coinbase
+        captures, whose every message carries the connection's ``sequence_num``, and captures
+        without a header naming the exchange): every line is parsed.
+        """
+        fi = self.reader.file_idx
+        if self._keep_of[0] != fi:
+            self._keep_of = (fi, b"" if self._file_venue(fi) in (None, "coinbase") else None)
+        return self._keep_of[1]
+
+    _keep_of: tuple[int, bytes | None] = (-1, b"")
+
+    def _file_venue(self, fi: int) -> str | None:
+        """The venue named by the header of file ``fi`` (its first non-blank line), or None."""
+        with open_binary(self.reader.paths[fi]) as fh:
+            for raw in fh:
+                if raw.strip():
+                    try:
+                        obj = orjson.loads(raw)
+                    except orjson.JSONDecodeError:
+                        return None
+                    return EXCHANGES.get(obj.get("exchange")) if isinstance(obj, dict) and obj.get("t") == "header" else None
+        return None
 
     @staticmethod
     def detect(first_line: bytes, obj: Any) -> bool:

@@ -18,7 +18,7 @@ from feeds.okx import okx_checksum
 
 def _write(tmp_path: Path, name: str, lines: list) -> Path:
     p = tmp_path / name
-    p.write_text("".join((ln if isinstance(ln, str) else json.dumps(ln)) + "\n" for ln in lines))
+    p.write_text("".join((ln if isinstance(ln, str) else json.dumps(ln, separators=(",", ":"))) + "\n" for ln in lines))
     return p
 
 
@@ -456,3 +456,23 @@ def test_bad_payloads_inside_a_capture_are_named_by_the_capture_line(tmp_path, b
     path = _write(tmp_path, "cap.jsonl", recs)
     with pytest.raises(DataFormatError, match=rf"cap\.jsonl:5: {match}"):
         list(load_messages(path))
+
+
+def test_coinbase_capture_with_two_products_has_no_false_gap_under_symbol(tmp_path):
+    """``symbol=`` skips other products' lines in captures, but not in Coinbase's: its
+    connection-wide ``sequence_num`` runs through every product's messages."""
+    lines = _cb_lines()
+    eth = _cb(5, typ="snapshot", product="ETH-USD", updates=[
+        {"side": "bid", "event_time": "x", "price_level": "1500.00", "new_quantity": "1"},
+        {"side": "offer", "event_time": "x", "price_level": "1500.01", "new_quantity": "1"}])
+    btc = _cb(6, updates=[{"side": "bid", "event_time": "x", "price_level": "21921.71", "new_quantity": "1"}],
+              ts="2023-02-09T20:32:52Z")
+    recs = [{"t": "header", "format": 2, "exchange": "COINBASE"},
+            {"t": "connect", "conn": "COINBASE.ws.1", "ts": 1.0, "addr": "wss://advanced-trade-ws.coinbase.com"}]
+    recs += [{"t": "recv", "conn": "COINBASE.ws.1", "ts": 2.0 + i, "data": json.dumps(m, separators=(",", ":"))}
+             for i, m in enumerate([*lines, eth, btc])]
+    path = _write(tmp_path, "cb.jsonl", recs)
+    assert len(list(load_messages(path, symbol="BTC-USD"))) == 5
+    del recs[-2]  # ETH-USD's message lost: a real gap, seen with symbol="BTC-USD" too
+    with pytest.raises(DataFormatError, match=r"cb2\.jsonl:8: gap in the Coinbase sequence_num of the connection: 6 after 4"):
+        list(load_messages(_write(tmp_path, "cb2.jsonl", recs), symbol="BTC-USD"))
