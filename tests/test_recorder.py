@@ -262,6 +262,7 @@ class ReplayServer:
         self.port: int | None = None
         self.ready = threading.Event()
         self.stop: asyncio.Event | None = None
+        self.watch: Path | None = None  # the recorder's output folder
 
     async def _send(self, ws, text: str) -> None:
         await ws.send(text)
@@ -283,6 +284,8 @@ class ReplayServer:
                 for text in v.payloads[v.drop_at:v.drop_at + v.lost]:  # the outage: never sent
                     v.apply(text)
                 await asyncio.sleep(0.05)
+                if v.name == "binance":  # drop only once the first REST snapshot is on disk (else
+                    await self._wait_for_http()  # the recorder rightly drops it with the connection)
                 ws.transport.abort()  # a dropped connection: no close frame
                 return
             self.book_at_gap = v.books[v.symbol].sorted()
@@ -303,6 +306,17 @@ class ReplayServer:
             await ws.wait_closed()
         finally:
             pong.cancel()
+
+    async def _wait_for_http(self) -> None:
+        for _ in range(1200):
+            for f in sorted(self.watch.glob("*")) if self.watch else ():
+                try:
+                    data = gzip.open(f).read() if f.suffix == ".gz" else f.read_bytes()
+                except (OSError, EOFError):
+                    continue
+                if b'"t":"http"' in data:
+                    return
+            await asyncio.sleep(0.05)
 
     async def _pongs(self, ws) -> None:
         async for text in ws:
@@ -371,6 +385,7 @@ def test_recorder_survives_a_dropped_connection_and_ctrl_c(server, tmp_path):
 
     v = server.venue
     out = tmp_path / "rec" / f"{v.name}.jsonl"
+    server.watch = out.parent
     base = f"127.0.0.1:{server.port}"
     cmd = [sys.executable, "data_processor.py", "record", "--venue", v.name, "--symbol", v.symbol,
            "--out", str(out), "--url", f"ws://{base}{v.url_path()}", "--rotate_mb", "0.1",
@@ -387,9 +402,11 @@ def test_recorder_survives_a_dropped_connection_and_ctrl_c(server, tmp_path):
         def written() -> bool:  # the last payload has reached the disk (rotated files included)
             files = sorted(out.parent.glob(f"{v.name}.*"))
             try:
-                return any(r.get("data") == last for r in _read([f for f in files if not f.name.endswith(".tmp")]))
+                recs = _read([f for f in files if not f.name.endswith(".tmp")])
             except (EOFError, OSError, json.JSONDecodeError):  # a file being compressed right now
                 return False
+            n_http = sum(r["t"] == "http" for r in recs)  # Binance: both REST snapshots written too
+            return any(r.get("data") == last for r in recs) and n_http == (2 if v.name == "binance" else 0)
 
         _wait_for(written, 60, "the recorder to write the last payload")
         time.sleep(0.5)  # a few keepalive pings / pongs go by
