@@ -799,6 +799,29 @@ class MarketMakingEnv(gym.Env):
             info["episode"] = self._episode_stats()
         return info
 
+    def book_frame(self, levels: int) -> dict[str, Any]:
+        """The book's top ``levels`` per side and the agent's resting quotes now, for replay files.
+
+        Prices in quote units, sizes in base units: ``bid_px``/``bid_sz``/``ask_px``/``ask_sz``
+        (best first, not padded), and per side ``<side>_quote_px``, ``<side>_quote_size``
+        (remaining) and ``<side>_queue_ahead`` (the queue model's estimate of the size ahead,
+        the displayed size at the price while the order is still in flight), ``None`` without
+        a quote; ``fees``: fees paid so far in the episode (quote currency). Reads only; call
+        after ``reset``.
+        """
+        tick = self.tick_size
+        ex = self._ex
+        bp, bs, ap, as_ = self._book.top(levels)
+        out: dict[str, Any] = {"bid_px": [round(p * tick, 12) for p in bp], "bid_sz": list(bs),
+                               "ask_px": [round(p * tick, 12) for p in ap], "ask_sz": list(as_),
+                               "fees": ex.fees}
+        for name, side in (("bid", BID), ("ask", ASK)):
+            o = ex.quote(side)
+            out[f"{name}_quote_px"] = None if o is None else round(o.price * tick, 12)
+            out[f"{name}_quote_size"] = None if o is None else o.remaining
+            out[f"{name}_queue_ahead"] = None if o is None else ex.queue_ahead(o, self._book)
+        return out
+
     def _episode_stats(self) -> dict[str, Any]:
         ex = self._ex
         fills = self._episode_fills
