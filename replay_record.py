@@ -11,7 +11,9 @@ The file is one long table, one row per step (``record == "step"``) or fill
 (``record == "fill"``), keyed by ``policy``, ``model`` (empty for the baselines),
 ``episode`` and ``step``; a fill's ``step`` is the decision step whose interval holds it (the
 first step with ``ts >=`` the fill's time). Prices are in quote units, sizes in base units,
-``ts`` in exchange milliseconds. Columns that do not apply to a row are null. The schema's
+``ts`` in exchange milliseconds. Columns that do not apply to a row are null; so are the book
+levels of an episode's last step (by then the env has replayed past the end to resolve the
+markouts, and its book is no longer that instant's; mid and best bid/ask are). The schema's
 metadata (``rlmm_replay``, JSON) holds ``version``, ``levels`` and ``markout_horizons_ms``.
 
 Public names:
@@ -102,6 +104,11 @@ class EpisodeRecorder:
             _f(frame["bid_queue_ahead"]), _f(frame["ask_queue_ahead"]),
             float(info.get("inventory", 0.0)), float(info.get("pnl", 0.0)), float(frame["fees"]),
         ))
+        if "episode" in info:
+            # The last step: the env has already replayed past the episode's end to resolve the
+            # markouts, so its book is no longer the book of this instant; leave the levels empty.
+            self._levels.append(np.full(4 * self._owner.levels, np.nan))
+            return
         bp, bs = self._side(frame["bid_px"], frame["bid_sz"])
         ap, as_ = self._side(frame["ask_px"], frame["ask_sz"])
         self._levels.append(np.concatenate([bp, bs, ap, as_]))
