@@ -154,20 +154,27 @@ def _runs_page(q: dict[str, str], refresh_s: float) -> Any:
 
 
 def _eval_options(evals: list[dd.EvalInfo], replay_only: bool = False) -> list[dict[str, Any]]:
+    """Dropdown options, newest first; ``healthy`` marks the finished ones (the default picks)."""
     out = []
     for e in evals:
         if replay_only and not e.has_replay:
             continue
         tag = "" if e.status == dd.STATUS_FINISHED else f"  [{e.status}]"
-        out.append({"label": e.label + tag, "value": e.key})
+        out.append({"label": e.label + tag, "value": e.key, "healthy": e.status == dd.STATUS_FINISHED})
     return out
 
 
+def _plain(options: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"label": o["label"], "value": o["value"]} for o in options]
+
+
 def _pick(options: list[dict[str, Any]], wanted: str | None) -> str | None:
+    """``wanted`` if offered, else the newest finished evaluation, else the newest."""
     values = [o["value"] for o in options]
     if wanted in values:
         return wanted
-    return values[0] if values else None
+    healthy = [o["value"] for o in options if o.get("healthy")]
+    return (healthy or values or [None])[0]
 
 
 def _evaluation_page(q: dict[str, str], results_dir: Path, eval_dir: Path) -> Any:
@@ -182,7 +189,7 @@ def _evaluation_page(q: dict[str, str], results_dir: Path, eval_dir: Path) -> An
     return html.Div([
         html.H2("Evaluation"),
         html.Div([html.Label("evaluation folder"),
-                  dcc.Dropdown(id="eval-select", options=options, value=_pick(options, q.get("eval")),
+                  dcc.Dropdown(id="eval-select", options=_plain(options), value=_pick(options, q.get("eval")),
                                clearable=False)], style={"maxWidth": "780px"}),
         html.Div(id="eval-notice"),
         html.H2("Summary (click a column header to sort)"),
@@ -211,7 +218,7 @@ def _replay_page(q: dict[str, str], results_dir: Path, eval_dir: Path) -> Any:
         html.H2("Episode replay"),
         html.Div(className="row", children=[
             html.Div([html.Label("evaluation folder"),
-                      dcc.Dropdown(id="replay-eval", options=options, value=_pick(options, q.get("eval")),
+                      dcc.Dropdown(id="replay-eval", options=_plain(options), value=_pick(options, q.get("eval")),
                                    clearable=False)], style={"flex": "2"}),
             html.Div([html.Label("policy (model)"), dcc.Dropdown(id="replay-policy", clearable=False)],
                      style={"flex": "1"}),
@@ -334,9 +341,10 @@ def _register_runs_callbacks(app: Any, results_dir: Path) -> None:
         if n == 0 or not selected:
             names = [r["id"] for r in rows]
             sel = [names.index(w) for w in (wanted or []) if w in names]
-            if not sel:
-                readable = [i for i, r in enumerate(runs) if r.log is not None]
-                sel = readable[-1:] if readable else []
+            if not sel:  # the most recently written healthy run with a log
+                ok = [i for i, r in enumerate(runs) if r.log is not None
+                      and r.status not in (dd.STATUS_CORRUPT, dd.STATUS_WRITING)]
+                sel = [max(ok, key=lambda i: runs[i].updated)] if ok else []
             return rows, cols, notices, sel
         return rows, cols, notices, no_update
 
@@ -437,6 +445,15 @@ def _register_eval_callbacks(app: Any, results_dir: Path, eval_dir: Path) -> Non
 # ----- replay
 
 
+def _default_episode(rows: Any, want: Any) -> int | None:
+    """``want`` if recorded, else the first episode with a fill (more to see than a quiet one), else the first."""
+    values = [int(e) for e in rows["episode"]]
+    if want is not None and str(want).isdigit() and int(want) in values:
+        return int(want)
+    with_fills = [int(e) for e, n in zip(rows["episode"], rows["n_fills"], strict=True) if n > 0]
+    return (with_fills or values or [None])[0]
+
+
 def _policy_value(policy: str, model: str) -> str:
     return f"{policy}|{model}"
 
@@ -451,8 +468,10 @@ def _register_replay_callbacks(app: Any, results_dir: Path, eval_dir: Path) -> N
             return None, None, f"evaluation {key!r} not found (moved or deleted?)"
         try:
             return info, dd.replay_index(info.replay_path), None
-        except (FileNotFoundError, dd.FolderError) as exc:
-            return info, None, f"{info.replay_path}: cannot be read: {exc}"
+        except FileNotFoundError:
+            return info, None, f"{info.replay_path}: no such file"
+        except dd.FolderError as exc:
+            return info, None, f"the replay file cannot be read: {exc}"
 
     @app.callback(Output("replay-policy", "options"), Output("replay-policy", "value"),
                   Output("replay-notice", "children"),
@@ -485,14 +504,7 @@ def _register_replay_callbacks(app: Any, results_dir: Path, eval_dir: Path) -> N
 
         options = [{"label": f"episode {int(r.episode)} — {pd.to_datetime(r.start_ts, unit='ms'):%Y-%m-%d %H:%M:%S}"
                              f", {int(r.n_fills)} fills", "value": int(r.episode)} for r in rows.itertuples()]
-        want = (wanted or {}).get("episode")
-        values = [o["value"] for o in options]
-        with_fills = [int(r.episode) for r in rows.itertuples() if r.n_fills > 0]
-        if want is not None and str(want).isdigit() and int(want) in values:
-            value = int(want)
-        else:  # the first episode with a fill: more to look at than a quiet one
-            value = with_fills[0] if with_fills else (values[0] if values else None)
-        return options, value
+        return options, _default_episode(rows, (wanted or {}).get("episode"))
 
     @app.callback(Output("replay-graph", "figure"), Output("replay-slider", "max"), Output("replay-slider", "marks"),
                   Output("replay-slider", "value"), Output("fills-table", "data"), Output("fills-table", "columns"),

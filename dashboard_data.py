@@ -72,7 +72,8 @@ def _cached(kind: str, path: Path, reader: Any) -> Any:
     try:
         value = reader(path)
     except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        value = FolderError(f"{path.name}: {type(exc).__name__}: {exc}".splitlines()[0][:300])
+        text = str(exc) if str(exc).startswith(str(path)) else f"{path.name}: {type(exc).__name__}: {exc}"
+        value = FolderError(" ".join(text.split())[:400])
     if len(_CACHE) > 512:
         _CACHE.clear()
     _CACHE[key] = (stamp, value)

@@ -207,10 +207,10 @@ def book_heatmap(steps: pd.DataFrame, levels: int, max_cols: int = 600, max_rows
     for sign, px, sz in ((1.0, bid_px, bid_sz), (-1.0, ask_px, ask_sz)):
         p, s = px[cols], sz[cols]
         ok = np.isfinite(p) & np.isfinite(s)
-        r = (np.round((p - lo) / tick).astype(np.int64) // binw)
-        c = np.broadcast_to(np.arange(len(cols))[:, None], p.shape)
+        r = np.round((p[ok] - lo) / tick).astype(np.int64) // binw
+        c = np.broadcast_to(np.arange(len(cols))[:, None], p.shape)[ok]
         acc = np.zeros_like(z)
-        np.add.at(acc, (r[ok], c[ok]), s[ok])
+        np.add.at(acc, (r, c), s[ok])
         z = np.where(acc > 0, sign * acc, z)
     y = lo + (np.arange(nrows) * binw + (binw - 1) / 2) * tick
     zmax = float(np.nanpercentile(np.abs(z), 95)) if np.isfinite(z).any() else 1.0

@@ -82,15 +82,8 @@ class EpisodeRecorder:
         self.policy, self.model, self.episode = policy, model, int(episode)
         self._ts: list[float] = []
         self._scalars: list[tuple[float, ...]] = []
-        self._levels: list[np.ndarray] = []
-        self._pad = np.full(owner.levels, np.nan)
-
-    def _side(self, px: Sequence[float], sz: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-        n = self._owner.levels
-        p, s = self._pad.copy(), self._pad.copy()
-        p[:min(len(px), n)] = px[:n]
-        s[:min(len(sz), n)] = sz[:n]
-        return p, s
+        self._books: list[tuple[Sequence[int], Sequence[float], Sequence[int], Sequence[float]] | None] = []
+        self._tick = 1.0
 
     def step(self, env: Any, info: dict[str, Any]) -> None:
         """Record the state after ``reset`` or a ``step`` (``info`` is what it returned)."""
@@ -104,14 +97,25 @@ class EpisodeRecorder:
             _f(frame["bid_queue_ahead"]), _f(frame["ask_queue_ahead"]),
             float(info.get("inventory", 0.0)), float(info.get("pnl", 0.0)), float(frame["fees"]),
         ))
-        if "episode" in info:
-            # The last step: the env has already replayed past the episode's end to resolve the
-            # markouts, so its book is no longer the book of this instant; leave the levels empty.
-            self._levels.append(np.full(4 * self._owner.levels, np.nan))
-            return
-        bp, bs = self._side(frame["bid_px"], frame["bid_sz"])
-        ap, as_ = self._side(frame["ask_px"], frame["ask_sz"])
-        self._levels.append(np.concatenate([bp, bs, ap, as_]))
+        self._tick = float(frame["tick_size"])
+        # The last step (info carries "episode"): the env has already replayed past the episode's
+        # end to resolve the markouts, so its book is no longer this instant's; leave it empty.
+        self._books.append(None if "episode" in info else
+                           (frame["bid_ticks"], frame["bid_sz"], frame["ask_ticks"], frame["ask_sz"]))
+
+    def _levels(self, n: int) -> np.ndarray:
+        """The recorded books as an ``(n, 4 * levels)`` array: bid prices, bid sizes, ask prices, ask sizes."""
+        k = self._owner.levels
+        out = np.full((n, 4 * k), np.nan)
+        for i, book in enumerate(self._books):
+            if book is None:
+                continue
+            for j, vals in enumerate(book):
+                if len(vals):
+                    out[i, j * k:j * k + len(vals)] = vals
+        for j in (0, 2):  # ticks -> quote units, once per episode
+            out[:, j * k:(j + 1) * k] = np.round(out[:, j * k:(j + 1) * k] * self._tick, 12)
+        return out
 
     def finish(self, episode: dict[str, Any]) -> None:
         """Close the episode with the env's ``info["episode"]`` (its fills and their markouts) and hand it over."""
@@ -121,7 +125,7 @@ class EpisodeRecorder:
         cols: dict[str, np.ndarray] = {"ts": ts, "step": np.arange(n, dtype=np.int32)}
         scal = np.asarray(self._scalars, dtype=np.float64).reshape(n, len(STEP_COLUMNS))
         cols.update({c: scal[:, j] for j, c in enumerate(STEP_COLUMNS)})
-        lv = np.asarray(self._levels, dtype=np.float64).reshape(n, 4 * owner.levels)
+        lv = self._levels(n)
         cols.update({c: lv[:, j] for j, c in enumerate(level_columns(owner.levels))})
         owner._write(self, "step", n, cols)
         fills = episode.get("fills") or []

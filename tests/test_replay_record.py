@@ -115,8 +115,8 @@ def test_write_is_atomic(recorded, tmp_path):
 
         def book_frame(self, levels):
             r = self.row
-            return {"bid_px": [r.bid_px_1], "bid_sz": [r.bid_sz_1], "ask_px": [r.ask_px_1], "ask_sz": [r.ask_sz_1],
-                    "fees": 0.0, "bid_quote_px": None, "ask_quote_px": None, "bid_quote_size": None,
+            return {"bid_ticks": [round(r.bid_px_1 / 0.01)], "bid_sz": [r.bid_sz_1],
+                    "ask_ticks": [round(r.ask_px_1 / 0.01)], "ask_sz": [r.ask_sz_1], "tick_size": 0.01, "fees": 0.0, "bid_quote_px": None, "ask_quote_px": None, "bid_quote_size": None,
                     "ask_quote_size": None, "bid_queue_ahead": None, "ask_queue_ahead": None}
 
     with pytest.raises(KeyboardInterrupt):
