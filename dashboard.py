@@ -338,7 +338,7 @@ def _register_runs_callbacks(app: Any, results_dir: Path) -> None:
             if r.status in (dd.STATUS_CORRUPT, dd.STATUS_WRITING):
                 kind = "error" if r.status == dd.STATUS_CORRUPT else "warn"
                 notices.append(_notice(f"{r.name}: {r.status}: {r.message}", kind))
-        if n == 0 or not selected:
+        if n == 0:  # the first load: the runs of the URL, else the newest healthy one
             names = [r["id"] for r in rows]
             sel = [names.index(w) for w in (wanted or []) if w in names]
             if not sel:  # the most recently written healthy run with a log

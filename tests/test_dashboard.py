@@ -27,6 +27,7 @@ import pandas as pd
 import pytest
 
 import dashboard_data as dd
+import utils
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
@@ -157,6 +158,11 @@ def folders(tmp_path_factory):
     log.to_csv(other / "training_log.csv", index=False)
     for p in (*other.iterdir(), other):
         os.utime(p, (time.time() - 3600,) * 2)
+    # a run "still training": its log grows during the test (test_runs_view), written 5 min ago
+    live = results / "zz_live"
+    shutil.copytree(run, live, ignore=shutil.ignore_patterns("models", "checkpoints", "evaluation"))
+    for p in (*live.iterdir(), live):
+        os.utime(p, (time.time() - 300,) * 2)
     # damaged neighbours: a corrupt run, a run being written, an evaluation with a damaged replay file
     _write(results / "zz_corrupt" / "params.json", '{"total_timesteps": ')
     _write(results / "zz_corrupt" / "training_log.csv", "update,timesteps\n1,64\n")
@@ -164,13 +170,16 @@ def folders(tmp_path_factory):
     broken = evals / "zz_broken_replay"
     shutil.copytree(ev, broken)
     _write(broken / "replay.parquet", b"PAR1 truncated")
-    return {"root": root, "results": results, "evals": evals, "run": run, "other": other, "eval": ev, "data": data}
+    return {"root": root, "results": results, "evals": evals, "run": run, "other": other, "live": live, "eval": ev,
+            "data": data}
 
 
-def _snapshot(*dirs: Path) -> dict[str, tuple[int, int]]:
+def _snapshot(*dirs: Path, skip: Path | None = None) -> dict[str, tuple[int, int]]:
     out = {}
     for d in dirs:
         for p in sorted(d.rglob("*")):
+            if skip is not None and (p == skip or skip in p.parents):
+                continue
             st = p.stat()
             out[str(p)] = (st.st_size, st.st_mtime_ns)
     return out
@@ -179,7 +188,7 @@ def _snapshot(*dirs: Path) -> dict[str, tuple[int, int]]:
 @pytest.fixture(scope="module")
 def server(folders):
     port = _free_port()
-    before = _snapshot(folders["results"], folders["evals"])
+    before = _snapshot(folders["results"], folders["evals"], skip=folders["live"])
     log = open(folders["root"] / "dashboard.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, str(REPO / "dashboard.py"), "--results_dir", str(folders["results"]),
                              "--eval_dir", str(folders["evals"]), "--port", str(port), "--refresh_s", "2"],
@@ -302,6 +311,19 @@ def _check_clean(driver, base: str):
     assert not outside, outside
 
 
+def _tick(driver, row: int) -> None:
+    """Click the checkbox of the runs table's ``row`` (found afresh: the table re-renders on refresh)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    for _ in range(20):
+        try:
+            driver.find_elements("css selector", "#runs-table input[type=checkbox]")[row].click()
+            return
+        except StaleElementReferenceException:
+            time.sleep(0.2)
+    pytest.fail(f"could not tick row {row} of the runs table")
+
+
 def _text(driver, css: str) -> str:
     return "\n".join(e.text for e in driver.find_elements("css selector", css))
 
@@ -331,11 +353,23 @@ def test_runs_view(browser, server, folders, shots):
     config = _wait(driver, "the resolved config", lambda: _text(driver, "#config-table") or None)
     assert "maker_fee_bps" in config and "total_timesteps" in config
     # overlay the second run: tick its row, its lines join the first run's
-    boxes = driver.find_elements("css selector", "#runs-table input[type=checkbox]")
-    assert len(boxes) == 4
-    boxes[1].click()  # rows by name: the run, its copy, zz_corrupt, zz_starting
+    assert len(driver.find_elements("css selector", "#runs-table input[type=checkbox]")) == 5
+    assert "training" in _text(driver, "#runs-table")  # zz_live
+    _tick(driver, 1)  # rows by name: the run, its copy, zz_corrupt, zz_live, zz_starting
     _wait(driver, "two runs overlaid", lambda: {t["name"] for t in _graphs(driver)["curves"]["traces"]} ==
           {folders["run"].name, folders["other"].name})
+    # live refresh: the training run's log grows while the page is open, its curve follows
+    for i in (3, 0, 1):
+        _tick(driver, i)
+
+    def live_points():
+        return max((t["n"] for t in _graphs(driver)["curves"]["traces"] if t["name"] == "zz_live"), default=0)
+
+    n0 = _wait(driver, "the training run's curves", live_points)
+    log = pd.read_csv(folders["live"] / "training_log.csv")
+    more = log.tail(1).assign(update=log["update"].max() + 1, timesteps=log["timesteps"].max() + 64)
+    utils.atomic_write_text(folders["live"] / "training_log.csv", pd.concat([log, more]).to_csv(index=False))
+    _wait(driver, "the refresh to draw the new row", lambda: live_points() > n0)
     driver.save_screenshot(str(shots / "runs.png"))
     _check_clean(driver, base)
 
@@ -414,6 +448,6 @@ def test_replay_view(browser, server, folders, shots):
 def test_dashboard_wrote_nothing(browser, server, folders):
     """After every view was loaded (runs refreshed several times), the folders are as they were."""
     time.sleep(2.5)  # at least one more refresh of the Runs view's interval, if a page still runs it
-    assert _snapshot(folders["results"], folders["evals"]) == server["before"]
+    assert _snapshot(folders["results"], folders["evals"], skip=folders["live"]) == server["before"]
     assert server["proc"].poll() is None, "the dashboard process died"
     assert orjson.loads((folders["run"] / "params.json").read_bytes())["total_timesteps"] == 192
