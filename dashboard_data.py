@@ -207,6 +207,8 @@ def load_run(path: str | os.PathLike, now: float | None = None) -> RunInfo:
         info.status = STATUS_FINISHED
         if info.log is None:
             info.message = "no training_log.csv"
+        elif eval_dir.is_dir() and not (eval_dir / "evaluation_meta.json").is_file():
+            info.message = "trained; the final evaluation is running (or was interrupted)"
     elif now - info.updated < ACTIVE_S:
         info.status = STATUS_TRAINING
         info.message = "training: no final model yet; the curves refresh while it runs"
