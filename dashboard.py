@@ -522,7 +522,7 @@ def _register_replay_callbacks(app: Any, results_dir: Path, eval_dir: Path) -> N
         except (FileNotFoundError, dd.FolderError) as exc:
             fig = figs._empty(f"cannot read {info.replay_path.name}: {exc}")
             return fig, 1, None, 0, [], [], None
-        title = f"{policy}{f' ({model})' if model else ''}, episode {episode} — {info.label}"
+        title = f"{policy}{f' ({model})' if model else ''}, episode {episode}"
         fig = figs.replay_figure(steps, fills, meta.levels, title)
         n = max(len(steps) - 1, 1)
         marks = {int(i): f"{(steps['ts'].iloc[int(i)] - steps['ts'].iloc[0]) / 1000:.0f}s"
@@ -531,7 +531,8 @@ def _register_replay_callbacks(app: Any, results_dir: Path, eval_dir: Path) -> N
         names = list(rows[0]) if rows else ["time", "step", "side", "liquidity", "price", "size", "fee"]
         cols = _columns(names, [c not in ("time", "side", "liquidity") for c in names])
         store = {"key": key, "policy": policy, "model": model, "episode": int(episode), "levels": meta.levels}
-        start = int(fills["step"].iloc[0]) if len(fills) else min(1, n)  # the first fill, else the first decision
+        # the instant before the first fill (the order still resting, its queue visible), else the first decision
+        start = max(int(fills["step"].iloc[0]) - 1, 0) if len(fills) else min(1, n)
         return fig, n, marks, start, rows, cols, store
 
 
