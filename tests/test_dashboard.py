@@ -328,7 +328,7 @@ def _text(driver, css: str) -> str:
     return "\n".join(e.text for e in driver.find_elements("css selector", css))
 
 
-def test_served_page_is_offline(server):
+def _served_page_is_offline(server):
     """The HTML references only the server's own scripts and styles (no CDN)."""
     import re
 
@@ -337,7 +337,7 @@ def test_served_page_is_offline(server):
     assert "cdn." not in server["html"].replace("dash-version.plotly.com", "")
 
 
-def test_runs_view(browser, server, folders, shots):
+def _runs_view(browser, server, folders, shots):
     base = server["base"]
     driver = browser
     driver.get(base + "/runs")
@@ -374,7 +374,7 @@ def test_runs_view(browser, server, folders, shots):
     _check_clean(driver, base)
 
 
-def test_evaluation_view(browser, server, folders, shots):
+def _evaluation_view(browser, server, folders, shots):
     base = server["base"]
     driver = browser
     driver.get(base + "/evaluation?eval=eval:" + folders["eval"].name)
@@ -407,7 +407,7 @@ def test_evaluation_view(browser, server, folders, shots):
     _check_clean(driver, base)
 
 
-def test_replay_view(browser, server, folders, shots):
+def _replay_view(browser, server, folders, shots):
     import replay_record
 
     base = server["base"]
@@ -445,9 +445,22 @@ def test_replay_view(browser, server, folders, shots):
     driver.save_screenshot(str(shots / "replay_damaged.png"))
 
 
-def test_dashboard_wrote_nothing(browser, server, folders):
+def _wrote_nothing(browser, server, folders):
     """After every view was loaded (runs refreshed several times), the folders are as they were."""
     time.sleep(2.5)  # at least one more refresh of the Runs view's interval, if a page still runs it
     assert _snapshot(folders["results"], folders["evals"], skip=folders["live"]) == server["before"]
     assert server["proc"].poll() is None, "the dashboard process died"
     assert orjson.loads((folders["run"] / "params.json").read_bytes())["total_timesteps"] == 192
+
+
+def test_dashboard_in_chromium(browser, server, folders, shots):
+    """Every view in headless Chromium, then the folders unchanged.
+
+    One test, not one per view: the run, the evaluation, the server and the browser are made
+    once, and ``pytest -n 2`` cannot split the views across workers (each would make its own).
+    """
+    _served_page_is_offline(server)
+    _runs_view(browser, server, folders, shots)
+    _evaluation_view(browser, server, folders, shots)
+    _replay_view(browser, server, folders, shots)
+    _wrote_nothing(browser, server, folders)
