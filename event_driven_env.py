@@ -819,6 +819,28 @@ class MarketMakingEnv(gym.Env):
             info["episode"] = self._episode_stats()
         return info
 
+    def book_frame(self, levels: int) -> dict[str, Any]:
+        """The book's top ``levels`` per side and the agent's resting quotes now, for replay files.
+
+        ``bid_ticks``/``bid_sz``/``ask_ticks``/``ask_sz``: prices in integer ticks (× ``tick_size``
+        for quote units), sizes in base units, best first, not padded; per side
+        ``<side>_quote_px`` (quote units), ``<side>_quote_size`` (remaining) and
+        ``<side>_queue_ahead`` (the queue model's estimate of the size ahead, the displayed size
+        at the price while the order is still in flight), ``None`` without a quote; ``fees``:
+        fees paid so far in the episode (quote currency). Reads only; call after ``reset``.
+        """
+        ex = self._ex
+        tick = self.tick_size
+        bp, bs, ap, as_ = self._book.top(levels)
+        out: dict[str, Any] = {"bid_ticks": bp, "bid_sz": bs, "ask_ticks": ap, "ask_sz": as_,
+                               "tick_size": tick, "fees": ex.fees}
+        for name, side in (("bid", BID), ("ask", ASK)):
+            o = ex.quote(side)
+            out[f"{name}_quote_px"] = None if o is None else round(o.price * tick, 12)
+            out[f"{name}_quote_size"] = None if o is None else o.remaining
+            out[f"{name}_queue_ahead"] = None if o is None else ex.queue_ahead(o, self._book)
+        return out
+
     def _episode_stats(self) -> dict[str, Any]:
         ex = self._ex
         fills = self._episode_fills
