@@ -31,7 +31,7 @@ import orjson
 from feeds.common import LoadReport, SymState
 from feeds.compression import as_paths, compression, plain_copy
 from feeds.light_book import LightBook
-from feeds.reader import Reader
+from feeds.reader import Reader, scan_symbols
 from messages import DataFormatError, DeltaMessage, Message, SnapshotMessage, TradeMessage
 from order_book import OrderBook
 from utils import atomic_write_bytes, atomic_write_json
@@ -347,7 +347,12 @@ class Replay:
             index.add(batch, reader)
         sym = index.symbol
         if index.start_ts is None or sym is None:
-            raise DataFormatError(self.sources[0], None, f"no book messages{' for ' + symbol if symbol else ''}")
+            held = ""
+            if symbol:
+                names = scan_symbols(plain, self._tick_arg)
+                held = f" (the recording holds: {', '.join(names) or 'no symbol'})"
+            raise DataFormatError(self.sources[0], None,
+                                  f"no book messages{' for ' + symbol if symbol else ''}{held}")
         tick = reader.states[sym].tick
         meta = {
             "version": _CACHE_VERSION, "sources": fps, "plain": [str(p) for p in plain],

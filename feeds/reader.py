@@ -27,8 +27,6 @@ import orjson
 from feeds import detect_feed
 from feeds.bybit import BybitFeed
 from feeds.common import (
-    GRID_TOL,
-    INF,
     NO_ASK,
     NO_BID,
     BadLevels,
@@ -41,6 +39,8 @@ from feeds.common import (
     diagnose_levels,
     infer_tick_size,
     levels,
+    new_price,
+    parse_size,
 )
 from feeds.compression import open_binary
 from messages import DataFormatError, DeltaMessage, Message, SnapshotMessage, TradeMessage
@@ -366,12 +366,15 @@ class Reader:
         return st
 
     def book_message(self, is_snap: bool, symbol: str, ts: int, b: Any, a: Any, u: int | None,
-                     seq: int | None, local_ts: int | None, u_name: str) -> Message | None:
+                     seq: int | None, local_ts: int | None, u_name: str, *,
+                     numbers: bool = True) -> Message | None:
         """Validate, convert and apply one book message against its symbol's state.
 
         The rules every venue shares: a delta needs an earlier snapshot (else counted as
         dropped), time never goes back, update ids ``u`` (where given) follow each other, levels
-        are clean and on the tick grid, and the book is not crossed afterwards.
+        are clean and on the tick grid, and the book is not crossed afterwards. ``numbers``:
+        whether the venue may send prices and sizes as JSON numbers (else decimal strings
+        only; ``feeds.common.parse_size``).
 
         Returns:
             The message, or None (a dropped delta).
@@ -394,12 +397,12 @@ class Reader:
                 raise Problem("gap", f"gap in update ids of {symbol}: {u_name}={u} after {st.last_u} (expected {st.last_u + 1})", symbol)
         inv = st.inv
         try:
-            bids = levels(b, inv, st.pcache)
-            asks = levels(a, inv, st.pcache)
+            bids = levels(b, inv, st.pcache, numbers)
+            asks = levels(a, inv, st.pcache, numbers)
         except BadLevels:
-            reason = diagnose_levels(b, inv, st.tick, "b")
+            reason = diagnose_levels(b, inv, st.tick, "b", numbers)
             if reason == "invalid levels in 'b'":
-                reason = diagnose_levels(a, inv, st.tick, "a")
+                reason = diagnose_levels(a, inv, st.tick, "a", numbers)
             raise Problem("bad value", reason, symbol) from None
         if is_snap:
             msg: Message = SnapshotMessage(ts, symbol, bids, asks, u, st.tick, local_ts, seq)
@@ -449,11 +452,12 @@ class Reader:
             raise Problem("crossed", crossed_reason(msg.symbol, bid, ask), msg.symbol)
 
     def trade(self, symbol: str, ts: Any, p: Any, v: Any, side_text: Any, tid: Any,
-              local_ts: int | None) -> TradeMessage | None:
+              local_ts: int | None, *, numbers: bool = True) -> TradeMessage | None:
         """Validate and convert one trade (None: dropped, its symbol's tick size is unknown).
 
         ``side_text``: ``"Buy"``/``True`` for a buyer-initiated trade, ``"Sell"``/``False``
-        for a seller-initiated one.
+        for a seller-initiated one. Price and size follow the feeds' number grammar
+        (``feeds.common.parse_size``; ``numbers``: JSON numbers allowed).
         """
         if side_text == "Buy" or side_text is True:
             side = 1
@@ -471,15 +475,12 @@ class Reader:
                 return None
             st = self.states[symbol] = SymState(tick)
         try:
-            x = float(p) * st.inv
-            q = float(v)
-            r = round(x)
-        except (TypeError, ValueError, OverflowError):
-            raise Problem("bad value", diagnose_levels([[p, v]], st.inv, st.tick, "trade")) from None
-        if abs(x - r) > GRID_TOL or r <= 0 or not (0.0 < q < INF):
-            if q == 0.0 and r > 0 and abs(x - r) <= GRID_TOL:
-                raise Problem("bad value", f"trade size is zero: {v!r}")
-            raise Problem("bad value", diagnose_levels([[p, v]], st.inv, st.tick, "trade"))
+            q = parse_size(v, numbers)
+            r = (st.pcache.get(p) if type(p) is str else None) or new_price(p, st.inv, st.pcache, numbers)
+        except BadLevels:
+            raise Problem("bad value", diagnose_levels([[p, v]], st.inv, st.tick, "trade", numbers)) from None
+        if q == 0.0:
+            raise Problem("bad value", f"trade size is zero: {v!r}")
         self.report.messages["trade"] += 1
         return TradeMessage(ts, symbol, r, q, side, st.tick, None if tid is None else str(tid), local_ts)
 
