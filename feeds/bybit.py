@@ -36,6 +36,7 @@ import order_book as _order_book
 from feeds.common import (
     DEFAULT_SYMBOL,
     INF,
+    MAX_LINE_BYTES,
     BadLevels,
     Feed,
     Problem,
@@ -44,7 +45,7 @@ from feeds.common import (
     crossed_reason,
     new_price,
 )
-from feeds.compression import open_binary
+from feeds.compression import DamagedFile, open_binary
 from messages import DeltaMessage, Message
 
 __all__ = ["BybitFeed"]
@@ -205,13 +206,17 @@ class BybitFeed(Feed):
         xb = reader.ext_book
         apply = xb.apply if xb is not None else None
         n_lines = n_deltas = 0
-        with open_binary(reader.paths[fi]) as fh:
+        limit = MAX_LINE_BYTES
+        with open_binary(reader.paths[fi], reader.path) as fh:
             # no byte offsets here: only Replay's checkpoints need them, and Replay reads
             # through batches()
             line_no = reader.start_pos(fh, fi)[1]
             try:
                 for raw in fh:
                     line_no += 1
+                    if len(raw) > limit:
+                        reader.line_no = line_no
+                        reader.check_length(raw)
                     if (flt is not None and flt not in raw and (keep is None or keep not in raw)
                             and (need is None or need in raw)):
                         if raw.strip():
@@ -307,6 +312,8 @@ class BybitFeed(Feed):
                         apply = xb.apply if xb is not None else None
             except SeveralSymbols:
                 raise reader.several_error() from None
+            except DamagedFile as e:
+                raise reader.damaged(e, line_no) from None
             finally:
                 if n_deltas:
                     rep.messages["delta"] += n_deltas

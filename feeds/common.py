@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from feeds.reader import Reader
 
 __all__ = [
-    "DEFAULT_SYMBOL", "NO_ASK", "NO_BID", "BadLevels", "Feed", "LoadReport", "Problem",
+    "DEFAULT_SYMBOL", "MAX_LINE_BYTES", "NO_ASK", "NO_BID", "BadLevels", "Feed", "LoadReport", "Problem",
     "MAX_TICKS", "SeveralSymbols", "SymState", "crossed_reason", "diagnose_levels", "infer_tick_size",
     "inverse_tick", "is_plain_decimal", "levels", "new_price", "parse_size", "price_to_ticks",
 ]
@@ -49,6 +49,10 @@ INF = math.inf
 GRID_TOL = 1e-6  # a price further than this (in ticks) from an integer is off the tick grid
 _CACHE_LIMIT = 65_536  # distinct price texts kept per symbol before the cache is cleared
 _MIN_LEVELS_FOR_GCD = 20  # fewer distinct snapshot prices: the tick is 10**-decimals, not the gcd
+MAX_LINE_BYTES = 16 << 20
+"""Longest line (bytes) the reader parses: 20 times the longest line of the real recordings (the
+790 KB REST instrument list of the cryptofeed Bybit capture; book lines are at most 42 KB, a
+Binance REST snapshot); parsing a line takes ~25 times its size in memory."""
 NO_BID = -1  # best bid of an empty bid side in the crossing test (tick prices are > 0)
 NO_ASK = 1 << 62  # best ask of an empty ask side
 
@@ -226,8 +230,10 @@ def price_to_ticks(price: str | float, tick_size: float) -> int:
 
 
 def is_plain_decimal(text: str) -> bool:
-    """Whether ``text`` is a plain decimal: ASCII digits with at most one ``.`` (no sign,
-    exponent, blank, underscore or other digits), the only string form of a number the feeds send.
+    """Whether ``text`` is a plain decimal: ASCII digits with at most one ``.``.
+
+    No sign, exponent, blank, underscore or other script's digits: the only string form of a
+    number the feeds send.
 
     >>> [is_plain_decimal(t) for t in ("65114.20", "7", ".5", "1_00.1", " +1 ", "1e-4", "\u0661", ".")]
     [True, True, True, False, False, False, False, False]
