@@ -37,6 +37,8 @@ import logging
 import math
 import os
 import time
+import zipfile
+import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,6 +56,7 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import manifest  # noqa: E402
 import utils  # noqa: E402
 from ppo_network import NetworkConfig, build_actor_critic  # noqa: E402
 from rollout_buffer import RolloutBatch, RolloutBuffer, compute_gae  # noqa: E402
@@ -832,46 +835,96 @@ class PPOAgent:
             np.savez(bio, **{f"v{i:04d}": np.asarray(v) for i, v in enumerate(self.optimizer.variables)})
             atomic_write_bytes(d / "optimizer.npz", bio.getvalue())
         atomic_write_json(d / "agent.json", meta)
+        manifest.write(d)  # last: sizes and hashes of the files above (manifest.py)
 
     @classmethod
-    def load(cls, directory: str | Path) -> PPOAgent:
+    def load(cls, directory: str | Path, optimizer: bool = True) -> PPOAgent:
         """Rebuild an agent written by ``save``.
 
-        Restores weights, optimizer state (if saved), normaliser statistics, counters and
-        random-generator state. The saved config may be nested or flat (written before
-        ``NetworkConfig`` was nested in ``PPOConfig``); unknown keys are dropped with a warning.
+        Restores weights, optimizer state (if saved and ``optimizer``), normaliser statistics,
+        counters and random-generator state. The files read are first checked against the
+        folder's ``manifest.json`` (sizes and SHA-256; folders saved before manifests are read
+        unchecked). The saved config may be nested or flat (written before ``NetworkConfig``
+        was nested in ``PPOConfig``); unknown keys are dropped with a warning.
+
+        Args:
+            directory: the folder ``save`` wrote.
+            optimizer: also restore the Adam state (training needs it; evaluation does not,
+                and then does not read ``optimizer.npz`` at all).
 
         Raises:
             FileNotFoundError: no ``agent.json`` in ``directory``.
-            ValueError: another ``format_version``, or a saved value ``PPOConfig`` rejects
-                (``utils.CliError`` is a ``ValueError``).
+            ValueError: a file that is damaged or does not fit (``manifest.CheckpointError``,
+                one line naming the file), another ``format_version``, or a saved value
+                ``PPOConfig`` rejects (``utils.CliError`` is a ``ValueError``).
         """
         d = Path(directory)
         meta_path = d / "agent.json"
         if not meta_path.is_file():
             raise FileNotFoundError(f"{meta_path}: no saved PPO agent there")
-        meta = orjson.loads(meta_path.read_bytes())
+        try:
+            meta = orjson.loads(meta_path.read_bytes())
+        except orjson.JSONDecodeError as e:
+            raise manifest.CheckpointError(f"{meta_path}: not valid JSON ({e}); the file is damaged") from None
+        if not isinstance(meta, dict):
+            raise manifest.CheckpointError(f"{meta_path}: not a saved agent (a JSON {type(meta).__name__})")
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{meta_path}: format_version {meta.get('format_version')} != {FORMAT_VERSION}")
-        # Nested (``{"net": {...}}``) or flat (saved before NetworkConfig was nested in PPOConfig).
-        config = utils.dataclass_from_dict(PPOConfig, meta["config"], source=str(meta_path))
-        agent = cls(space_from_json(meta["observation_space"]), space_from_json(meta["action_space"]),
-                    config, seed=meta["seed"])
-        agent.model.load_weights(d / "model.weights.h5")
-        if meta["has_optimizer"]:
-            with np.load(d / "optimizer.npz", allow_pickle=False) as z:
-                arrays = [z[k] for k in sorted(z.files)]
-            if len(arrays) != len(agent.optimizer.variables):
-                raise ValueError(f"{d / 'optimizer.npz'}: {len(arrays)} arrays, optimizer has "
-                                 f"{len(agent.optimizer.variables)} variables")
-            for var, arr in zip(agent.optimizer.variables, arrays, strict=True):
-                var.assign(arr)
-        agent.num_timesteps, agent.num_updates = int(meta["num_timesteps"]), int(meta["num_updates"])
-        agent.rng.bit_generator.state = _rng_state_from_json(meta["rng_state"])
-        if meta["obs_rms"] is not None:
-            for k, st in meta["obs_rms"].items():
-                agent.obs_rms[k].load_state_dict(st)
-        if meta["ret_rms"] is not None:
-            agent.ret_rms.load_state_dict(meta["ret_rms"])
+        with_opt = bool(meta.get("has_optimizer")) and optimizer
+        manifest.verify(d, ["agent.json", "model.weights.h5", *(["optimizer.npz"] if with_opt else [])])
+        try:
+            # Nested (``{"net": {...}}``) or flat (saved before NetworkConfig was nested in PPOConfig).
+            config = utils.dataclass_from_dict(PPOConfig, meta["config"], source=str(meta_path))
+            agent = cls(space_from_json(meta["observation_space"]), space_from_json(meta["action_space"]),
+                        config, seed=meta["seed"])
+        except (KeyError, TypeError) as e:
+            raise manifest.CheckpointError(f"{meta_path}: missing or malformed entry {e}") from None
+        _load_weights(agent.model, d / "model.weights.h5")
+        if with_opt:
+            _load_optimizer(agent.optimizer, d / "optimizer.npz")
+        try:
+            agent.num_timesteps, agent.num_updates = int(meta["num_timesteps"]), int(meta["num_updates"])
+            agent.rng.bit_generator.state = _rng_state_from_json(meta["rng_state"])
+            if meta["obs_rms"] is not None:
+                for k, st in meta["obs_rms"].items():
+                    agent.obs_rms[k].load_state_dict(st)
+            if meta["ret_rms"] is not None:
+                agent.ret_rms.load_state_dict(meta["ret_rms"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise manifest.CheckpointError(f"{meta_path}: missing or malformed entry ({type(e).__name__}: "
+                                           f"{_first_line(e)})") from None
         return agent
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's text, cut to ``limit`` characters (Keras prints tensors)."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _load_weights(model: Any, path: Path) -> None:
+    """``model.load_weights(path)``, any failure as one line naming the file."""
+    try:
+        model.load_weights(path)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise manifest.CheckpointError(
+            f"{path}: cannot load these weights into the model ({type(e).__name__}: {_first_line(e)}); "
+            "the file is damaged or was saved by a model of another shape") from None
+
+
+def _load_optimizer(optimizer: Any, path: Path) -> None:
+    """Restore the Adam state saved as ``optimizer.npz``, any failure as one line naming the file."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = [z[k] for k in sorted(z.files)]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise manifest.CheckpointError(f"{path}: unreadable ({type(e).__name__}: {_first_line(e)})") from None
+    if len(arrays) != len(optimizer.variables):
+        raise manifest.CheckpointError(f"{path}: {len(arrays)} arrays, the optimizer has "
+                                       f"{len(optimizer.variables)} variables")
+    for var, arr in zip(optimizer.variables, arrays, strict=True):
+        if tuple(var.shape) != arr.shape:
+            raise manifest.CheckpointError(f"{path}: array of shape {arr.shape} for an optimizer variable of "
+                                           f"shape {tuple(var.shape)} (saved by a model of another shape)")
+        var.assign(arr)
 

@@ -39,6 +39,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 ZIP_MAGIC = b"PK\x03\x04"
 _BUFFER = 1 << 20  # read buffer of every opened file, bytes
+_CHUNK = 1 << 16  # most decompressed bytes asked of a decompressor at once
 
 
 def compression(path: Path) -> str:
@@ -113,7 +114,9 @@ class _Guarded(io.RawIOBase):
 
     def readinto(self, b: Any) -> int:
         try:
-            n = self._inner.readinto(b)  # type: ignore[attr-defined]
+            # at most _CHUNK per call: the lines before a damage reach the reader before the
+            # error does (a 1 MiB request would lose them with the error)
+            n = self._inner.readinto(memoryview(b)[:_CHUNK])  # type: ignore[attr-defined]
         except self._errors as e:
             raise DamagedFile(self._path, None, _damage_reason(self._kind, e)) from None
         self.delivered += n
@@ -143,27 +146,33 @@ class _ZstdRaw(io.RawIOBase):
         self._open_frame = False  # bytes of a frame fed whose end has not come yet
         self._out = b""
         self._pos = 0
+        self._error: BaseException | None = None
 
     def readable(self) -> bool:
         return True
 
     def _fill(self) -> bool:
         while True:
+            if self._error is not None:  # after the bytes decoded before it were handed out
+                raise self._error
             chunk = self._fh.read(_BUFFER)
             if not chunk:
                 if self._open_frame:
                     raise EOFError("zstd: compressed file ended before the end-of-frame marker was reached")
                 return False
             parts = []
-            while chunk:
-                parts.append(self._obj.decompress(chunk))
-                if self._obj.eof:
-                    chunk = self._obj.unused_data
-                    self._obj = self._dctx.decompressobj()
-                    self._open_frame = False
-                else:
-                    self._open_frame = True
-                    chunk = b""
+            try:
+                while chunk:
+                    parts.append(self._obj.decompress(chunk))
+                    if self._obj.eof:
+                        chunk = self._obj.unused_data
+                        self._obj = self._dctx.decompressobj()
+                        self._open_frame = False
+                    else:
+                        self._open_frame = True
+                        chunk = b""
+            except Exception as e:  # noqa: BLE001 - any decoder error: raised by the next call
+                self._error = e
             out = b"".join(parts)
             if out:
                 self._out, self._pos = out, 0

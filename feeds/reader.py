@@ -100,8 +100,8 @@ class Reader:
         self.line_no = 0
         # the files as errors name them: the user's files where ``paths`` are decompressed
         # copies in the cache (Replay)
-        self.names = list(names) if names is not None else list(paths)
-        self.path: Path = self.names[0]
+        self.shown = list(names) if names is not None else list(paths)
+        self.path: Path = self.shown[0]
         self.filter = symbol.rpartition(":")[2].encode() if symbol else None
 
     # -- parsers ---------------------------------------------------------------------------
@@ -201,7 +201,7 @@ class Reader:
 
     def _open_file(self, fi: int) -> Feed | None:
         """Make file ``fi`` current; its parser, or None (reported) for an empty file."""
-        self.file_idx, self.path = fi, self.names[fi]
+        self.file_idx, self.path = fi, self.shown[fi]
         cls = self._file_format(self.paths[fi])
         if cls is None:
             self.problem("empty file", "empty file", line=None)

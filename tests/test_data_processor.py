@@ -977,6 +977,6 @@ def test_cli_bad_usage_one_line_no_traceback(args):
 def test_cli_bad_out_suffix_and_period(tmp_path):
     src = write(tmp_path, lines_of(*good_stream()))
     res = run_cli("export", src, "--out", tmp_path / "x.txt")
-    assert res.returncode == 1 and ".csv or .parquet" in res.stderr
+    assert res.returncode == 2 and ".csv or .parquet" in res.stderr
     res = run_cli("export", src, "--out", tmp_path / "x.csv", "--every", "soon")
-    assert res.returncode == 1 and "cannot parse period" in res.stderr
+    assert res.returncode == 2 and "cannot parse period" in res.stderr
