@@ -43,7 +43,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 # Pin the Keras backend before Keras is imported (STYLE habit 12), and keep TensorFlow's
 # C++ INFO/WARNING logs out of the CLI output (errors still show).
@@ -129,6 +129,13 @@ class PPOConfig:
     mixed_precision: bool = False
     """bfloat16 hidden layers on GPU (heads, losses and optimizer stay float32); ignored on CPU."""
 
+    SANE_RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        "learning_rate": (1e-12, 1.0), "clip_range": (0.0, 10.0), "clip_range_vf": (0.0, 1e6),
+        "ent_coef": (0.0, 100.0), "vf_coef": (0.0, 1e3), "max_grad_norm": (0.0, 1e6), "adam_eps": (1e-12, 1.0),
+        "target_kl": (0.0, 100.0), "clip_obs": (1e-6, 1e9), "clip_reward": (1e-6, 1e9),
+    }
+    """Sane range of each number (``utils.check_settings``)."""
+
     def __post_init__(self) -> None:
         positive = ("learning_rate", "n_steps", "batch_size", "n_epochs", "adam_eps", "clip_obs", "clip_reward")
         for name in positive:
@@ -142,6 +149,7 @@ class PPOConfig:
                 raise ValueError(f"PPOConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.device not in ("auto", "cpu", "gpu"):
             raise ValueError(f"PPOConfig.device must be 'auto', 'cpu' or 'gpu', got {self.device!r}")
+        utils.check_settings(self, self.SANE_RANGES)
 
 
 # --------------------------------------------------------------------------- NumPy reference
@@ -862,6 +870,7 @@ class PPOAgent:
         meta_path = d / "agent.json"
         if not meta_path.is_file():
             raise FileNotFoundError(f"{meta_path}: no saved PPO agent there")
+        manifest.verify(d, ["agent.json"])  # before parsing: a cut file is named as cut
         try:
             meta = orjson.loads(meta_path.read_bytes())
         except orjson.JSONDecodeError as e:
@@ -871,7 +880,7 @@ class PPOAgent:
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{meta_path}: format_version {meta.get('format_version')} != {FORMAT_VERSION}")
         with_opt = bool(meta.get("has_optimizer")) and optimizer
-        manifest.verify(d, ["agent.json", "model.weights.h5", *(["optimizer.npz"] if with_opt else [])])
+        manifest.verify(d, ["model.weights.h5", *(["optimizer.npz"] if with_opt else [])])
         try:
             # Nested (``{"net": {...}}``) or flat (saved before NetworkConfig was nested in PPOConfig).
             config = utils.dataclass_from_dict(PPOConfig, meta["config"], source=str(meta_path))

@@ -25,6 +25,7 @@ Name: ``CryptofeedFeed``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
@@ -100,5 +101,8 @@ class CryptofeedFeed(Feed):
             raise Problem("malformed JSON", f"malformed JSON in the websocket payload ({e})") from None
         if not isinstance(inner, dict):
             raise Problem("bad line", "websocket payload is not a JSON object")
-        local_ts = int(ts * 1e9) if isinstance(ts, int | float) else None
+        t = ts * 1e9 if type(ts) is int or type(ts) is float else math.nan
+        if not 0.0 <= t < 1e20:  # NaN, inf, negative, a bool, a string, ...
+            raise Problem("bad field", f"cryptofeed 'ts' is not a receive time in seconds: {ts!r}")
+        local_ts = int(t)
         return self.bybit.parse_obj(inner, local_ts, self.conn_names.get(conn, conn))
