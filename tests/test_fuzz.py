@@ -285,7 +285,7 @@ def _levels(raw, tick: Decimal) -> list[tuple[int, float]]:
     return out
 
 
-def strict_bybit(data: bytes, symbol: str) -> list[tuple]:
+def strict_bybit(data: bytes, symbol: str) -> list[tuple]:  # noqa: C901 - the whole strict replay in one readable function
     """Books of ``symbol`` after each of its book messages: ``[(type, ts, u, bids, asks, tick)]``.
 
     Rules (docs/data.md, feeds/bybit.py): lines without the symbol's text that name a topic are
