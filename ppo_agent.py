@@ -37,6 +37,7 @@ import logging
 import math
 import os
 import time
+import warnings
 import zipfile
 import zlib
 from collections import deque
@@ -914,11 +915,22 @@ def _first_line(exc: BaseException, limit: int = 200) -> str:
 def _load_weights(model: Any, path: Path) -> None:
     """``model.load_weights(path)``, any failure as one line naming the file."""
     try:
-        model.load_weights(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.load_weights(path)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise manifest.CheckpointError(
             f"{path}: cannot load these weights into the model ({type(e).__name__}: {_first_line(e)}); "
             "the file is damaged or was saved by a model of another shape") from None
+    # Keras loads a file of another layout with warnings only ("Skipping ... Affected layers will
+    # retain their freshly-initialized weights"): a model half random, refused here.
+    skipped = [w for w in caught if "Skipping" in str(w.message) or "freshly-initialized" in str(w.message)]
+    if skipped:
+        raise manifest.CheckpointError(
+            f"{path}: these weights do not fit the model (Keras skipped {len(skipped)} part(s): "
+            f"{_first_line(skipped[0].message, 120)}); saved by a model of another shape")
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def _load_optimizer(optimizer: Any, path: Path) -> None:
