@@ -374,6 +374,17 @@ def _f(v: float) -> str:
     return "-" if v is None or not np.isfinite(v) else f"{v:.3g}"
 
 
+def _read_params(params_file: Path) -> dict[str, Any]:
+    """A run's ``params.json`` (one-line error naming it when it is damaged)."""
+    try:
+        params = orjson.loads(params_file.read_bytes())
+    except orjson.JSONDecodeError as e:
+        raise utils.CliError(f"{params_file}: not valid JSON ({e}); the file is damaged") from None
+    if not isinstance(params, dict):
+        raise utils.CliError(f"{params_file}: not a run's parameters (a JSON {type(params).__name__})")
+    return params
+
+
 def _read_latest(run_dir: Path) -> dict[str, Any]:
     """``checkpoints/latest.json`` ({} when missing or damaged: the folders are what counts)."""
     try:
@@ -580,7 +591,7 @@ def _resume_run(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> tu
     params_file = run_dir / "params.json"
     if not params_file.is_file():
         raise utils.CliError(f"--resume {run_dir}: no params.json there (not a run folder)")
-    params = orjson.loads(params_file.read_bytes())
+    params = _read_params(params_file)
     given = [*_market_flags(args, maps), *(d for d in maps["ppo"] if hasattr(args, d))]
     if given:
         raise utils.CliError(f"--resume uses the run's saved config; cannot change {sorted(given)}")
@@ -876,7 +887,7 @@ def _resume_as_run(args: argparse.Namespace, maps: dict[str, dict[str, str]]
 
     run_dir = Path(args.resume)
     params_file = run_dir / "params.json"
-    params = orjson.loads(params_file.read_bytes())
+    params = _read_params(params_file)
     given = [*_market_flags(args, maps), *mmc.given_as_flags(args, maps), *(d for d in maps["ppo"] if hasattr(args, d))]
     if given:
         raise utils.CliError(f"--resume uses the run's saved config; cannot change {sorted(given)}")

@@ -255,20 +255,18 @@ class BybitFeed(Feed):
                                         # the number grammar of feeds.common.levels
                                         # (numbers=False: decimal strings only), inlined
                                         for p, q in data["b"]:
-                                            if not (type(q) is str and q.isascii() and q.replace(".", "", 1).isdigit()
-                                                    and type(p) is str):
+                                            if not (type(q) is str and q.isascii() and q.replace(".", "", 1).isdigit()):
                                                 raise BadLevels
                                             x = float(q)
-                                            if (x == 0.0 and q.strip("0.")) or x == inf:
+                                            if not 0.0 < x < inf and (x or q.strip("0.")):
                                                 raise BadLevels
                                             append((get(p) or new_px(p, inv, pc, False), x))
                                         append = asks.append
                                         for p, q in data["a"]:
-                                            if not (type(q) is str and q.isascii() and q.replace(".", "", 1).isdigit()
-                                                    and type(p) is str):
+                                            if not (type(q) is str and q.isascii() and q.replace(".", "", 1).isdigit()):
                                                 raise BadLevels
                                             x = float(q)
-                                            if (x == 0.0 and q.strip("0.")) or x == inf:
+                                            if not 0.0 < x < inf and (x or q.strip("0.")):
                                                 raise BadLevels
                                             append((get(p) or new_px(p, inv, pc, False), x))
                                     except (BadLevels, KeyError, TypeError, ValueError, OverflowError):

@@ -303,18 +303,20 @@ def levels(raw: Any, inv: float, cache: dict, numbers: bool = True) -> list[tupl
     out: list[tuple[int, float]] = []
     append = out.append
     try:
-        for p, s in raw:
-            if type(s) is str and s.isascii() and s.replace(".", "", 1).isdigit():
+        if not numbers:  # strings only: the cache holds only string keys, no type test on prices
+            for p, s in raw:
+                if not (type(s) is str and s.isascii() and s.replace(".", "", 1).isdigit()):
+                    raise BadLevels
                 q = float(s)
-                if q == 0.0 and s.strip("0."):  # underflow of a nonzero text
+                if not 0.0 < q < INF and (q or s.strip("0.")):  # inf, or a nonzero text underflowing to 0
                     raise BadLevels
-                if q == INF:
-                    raise BadLevels
-            else:
-                q = parse_size(s, numbers)
-            if type(p) is not str and not (numbers and (type(p) is float or type(p) is int)):
+                append((get(p) or new_price(p, inv, cache, False), q))
+            return out
+        for p, s in raw:
+            q = parse_size(s, True)
+            if type(p) is not str and type(p) is not float and type(p) is not int:
                 raise BadLevels  # a bool would find the cached int 1
-            append((get(p) or new_price(p, inv, cache, numbers), q))
+            append((get(p) or new_price(p, inv, cache, True), q))
     except (TypeError, ValueError, OverflowError):
         raise BadLevels from None
     return out
