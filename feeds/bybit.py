@@ -254,7 +254,13 @@ class BybitFeed(Feed):
                                         append = bids.append
                                         # the number grammar of feeds.common.levels
                                         # (numbers=False: decimal strings only), inlined
-                                        for p, q in data["b"]:
+                                        lvs = data["b"]
+                                        if type(lvs) is not list:
+                                            raise BadLevels  # a dict or string iterates into "levels"
+                                        for lv in lvs:
+                                            if type(lv) is not list:
+                                                raise BadLevels  # "12" unpacks into "1", "2"
+                                            p, q = lv
                                             if not (type(q) is str and q.isascii() and q.replace(".", "", 1).isdigit()):
                                                 raise BadLevels
                                             x = float(q)
@@ -262,7 +268,13 @@ class BybitFeed(Feed):
                                                 raise BadLevels
                                             append((get(p) or new_px(p, inv, pc, False), x))
                                         append = asks.append
-                                        for p, q in data["a"]:
+                                        lvs = data["a"]
+                                        if type(lvs) is not list:
+                                            raise BadLevels  # a dict or string iterates into "levels"
+                                        for lv in lvs:
+                                            if type(lv) is not list:
+                                                raise BadLevels  # "12" unpacks into "1", "2"
+                                            p, q = lv
                                             if not (type(q) is str and q.isascii() and q.replace(".", "", 1).isdigit()):
                                                 raise BadLevels
                                             x = float(q)

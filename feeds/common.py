@@ -295,16 +295,19 @@ def levels(raw: Any, inv: float, cache: dict, numbers: bool = True) -> list[tupl
         out = sp.levels(raw, inv, cache, new_price, numbers)
         if out is not None:
             return out
-    if not raw:
-        if raw is None or isinstance(raw, list):
+    if type(raw) is not list and type(raw) is not tuple:
+        if raw is None:
             return []
-        raise BadLevels
+        raise BadLevels  # a dict or a string would iterate (keys, characters) into "levels"
     get = cache.get
     out: list[tuple[int, float]] = []
     append = out.append
     try:
         if not numbers:  # strings only: the cache holds only string keys, no type test on prices
-            for p, s in raw:
+            for lv in raw:
+                if type(lv) is not list and type(lv) is not tuple:
+                    raise BadLevels  # "12" would unpack into price "1", size "2"
+                p, s = lv
                 if not (type(s) is str and s.isascii() and s.replace(".", "", 1).isdigit()):
                     raise BadLevels
                 q = float(s)
@@ -312,7 +315,10 @@ def levels(raw: Any, inv: float, cache: dict, numbers: bool = True) -> list[tupl
                     raise BadLevels
                 append((get(p) or new_price(p, inv, cache, False), q))
             return out
-        for p, s in raw:
+        for lv in raw:
+            if type(lv) is not list and type(lv) is not tuple:
+                raise BadLevels
+            p, s = lv
             q = parse_size(s, True)
             if type(p) is not str and type(p) is not float and type(p) is not int:
                 raise BadLevels  # a bool would find the cached int 1

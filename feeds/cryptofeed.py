@@ -68,11 +68,15 @@ class CryptofeedFeed(Feed):
         reader = self.reader
         obj = reader.loads(raw)
         t = obj.get("t")
+        if t is not None and type(t) is not str:
+            raise Problem("bad field", f"cryptofeed record type 't' is not a string: {t!r}")
         if t == "recv":
             return self._recv(obj)
         if t == "connect":
             addr = obj.get("addr") or ""
             conn = obj.get("conn")
+            if (conn is not None and type(conn) is not str) or type(addr) is not str:
+                raise Problem("bad field", f"cryptofeed 'conn'/'addr' are not strings: {conn!r}, {addr!r}")
             if conn:
                 self.conn_names[conn] = addr.rstrip("/").rpartition("/")[2] or conn
         elif t == "header":
@@ -92,6 +96,8 @@ class CryptofeedFeed(Feed):
             ts = obj["ts"]
         except KeyError as e:
             raise Problem("missing field", f"missing field {e.args[0]!r}") from None
+        if type(conn) is not str:
+            raise Problem("bad field", f"cryptofeed 'conn' is not a string: {conn!r}")
         if not isinstance(payload, str | bytes):
             raise Problem("bad field", "cryptofeed 'data' is not the raw websocket text")
         try:

@@ -168,6 +168,36 @@ def test_bybit_identifier_of_wrong_type(tmp_path, bad, reason):
     assert len(load(p, on_error="skip", report=rep)) == 1 and rep.n_problems == 1  # skip mode counts it
 
 
+@pytest.mark.parametrize("side,reason", [
+    ({"12": "1"}, "'b' is not a list of"),  # a dict iterated its keys: "12" -> price "1", size "2"
+    (["12"], "level 0 is not a \\[price, size\\] pair"),
+    ("12", "'b' is not a list of"),
+])
+def test_levels_of_the_wrong_shape_never_iterate_into_a_book(tmp_path, side, reason):
+    """Found by the fuzzer: a dict of two-character keys was read as levels by the fused loop."""
+    p = _write(tmp_path, lines(SNAP, {**delta(1100, 2, [], []), "data": {"s": "BTCUSDT", "b": side, "a": [], "u": 2}}),
+               "f.jsonl")
+    with pytest.raises(DataFormatError, match=reason) as e:
+        list(dp.replay(p))
+    assert e.value.line == 2
+    with pytest.raises(DataFormatError, match=reason):
+        load(p)
+
+
+@pytest.mark.parametrize("record,reason", [
+    ({"t": {"s": 1}}, "record type 't' is not a string"),
+    ({"t": "connect", "conn": ["x"], "addr": "wss://stream.bybit.com/v5/public/linear"}, "'conn'/'addr' are not strings"),
+    ({"t": "recv", "conn": {"s": 1}, "ts": 1.5, "data": "{}"}, "'conn' is not a string"),
+    ({"t": "recv", "conn": "BYBIT.ws.2", "ts": 1e308, "data": "{}"}, "'ts' is not a receive time"),
+])
+def test_cryptofeed_fields_of_the_wrong_type(tmp_path, record, reason):
+    head = {"t": "header", "exchange": "BYBIT"}
+    p = _write(tmp_path, lines(head, record), "c.jsonl")
+    with pytest.raises(DataFormatError, match=reason) as e:
+        load(p)
+    assert e.value.line == 2
+
+
 def _binance_lines(*records) -> bytes:
     return b"".join(f"{1721347020984480942 + i} ".encode() + orjson.dumps(r) + b"\n" for i, r in enumerate(records))
 
