@@ -457,7 +457,10 @@ class Replay:
             return None
         if any(s["ctime_ns"] != q["ctime_ns"] for s, q in zip(stored, quick, strict=True)):
             meta["sources"] = [{**s, "ctime_ns": q["ctime_ns"]} for s, q in zip(stored, quick, strict=True)]
-            atomic_write_json(self._json_path, meta)  # content verified: remember the new ctime
+            try:
+                atomic_write_json(self._json_path, meta)  # content verified: remember the new ctime
+            except OSError:  # a read-only cache: hash again next time
+                pass
         for p in (self._json_path, self._npz_path,
                   *(Path(x) for x in meta["plain"] if Path(x).parent == self.cache_dir)):
             mark_used(p)
