@@ -296,7 +296,7 @@ def levels(raw: Any, inv: float, cache: dict, numbers: bool = True) -> list[tupl
         if out is not None:
             return out
     if type(raw) is not list and type(raw) is not tuple:
-        if raw is None:
+        if raw is None and numbers:  # a venue sending JSON numbers may send null for an empty side
             return []
         raise BadLevels  # a dict or a string would iterate (keys, characters) into "levels"
     get = cache.get

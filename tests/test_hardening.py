@@ -172,6 +172,7 @@ def test_bybit_identifier_of_wrong_type(tmp_path, bad, reason):
     ({"12": "1"}, "'b' is not a list of"),  # a dict iterated its keys: "12" -> price "1", size "2"
     (["12"], "level 0 is not a \\[price, size\\] pair"),
     ("12", "'b' is not a list of"),
+    (None, "'b' is not a list of"),  # Bybit never sends null for a side (fuzzer, seed 8075)
 ])
 def test_levels_of_the_wrong_shape_never_iterate_into_a_book(tmp_path, side, reason):
     """Found by the fuzzer: a dict of two-character keys was read as levels by the fused loop."""
