@@ -12,10 +12,11 @@ Public names:
 
 - ``SOURCE_SHA256``: SHA-256 of the ``.pyx`` it was built from (``setup.py`` passes it);
   ``order_book`` uses the build only when it matches the checkout's ``_speedups.pyx``.
-- ``levels(raw, inv, cache, new_price)``: the converted level list, or ``None`` where the
-  Python loop must decide (any shape other than a list of two-element lists, any size that
-  is not a finite number >= 0, any price not in ``cache`` that ``new_price`` refuses). It
-  never raises for bad data: the caller re-runs the Python loop, which words the problem.
+- ``levels(raw, inv, cache, new_price, numbers=True)``: the converted level list, or ``None``
+  where the Python loop must decide (any shape other than a list of two-element lists, any
+  size that is not a short plain decimal string or an allowed finite JSON number >= 0, any
+  price not in ``cache`` that ``new_price`` refuses). It never raises for bad data: the
+  caller re-runs the Python loop, which applies the number grammar and words the problem.
 - ``Side(sorted_dict)`` and ``apply_delta(bid_side, ask_side, bids, asks)``: apply both
   sides of a delta (``OrderBook`` binds the two sides); ``False`` (nothing changed) unless
   both level lists are lists of two-tuples.
@@ -123,22 +124,26 @@ cdef inline long long _decimal_ticks(object text, int tick_decimals):
     return m if m < _MAX_TICKS else 0
 
 
-def levels(object raw, double inv, dict cache, object new_price):
+def levels(object raw, double inv, dict cache, object new_price, bint numbers=True):
     """``[[price, size], ...]`` -> ``[(ticks, size), ...]`` as ``feeds.common.levels``; ``None``: defer.
 
-    Per level: the size is ``float(size)``, parsed by ``_decimal`` where it has the plain
-    decimal shape and by ``PyNumber_Float`` (the C call behind ``float``) otherwise, and is
-    refused unless ``0 <= size < inf`` (NaN fails both). The price: with a power-of-ten tick
-    (``inv`` = 1, 10, ..., 1e15) exact digit arithmetic (``_decimal_ticks``); otherwise, or
-    where that declines, ``cache[price]`` or on a miss ``new_price(price, inv, cache)`` (the
-    Python function itself, so validation and the cache bound are shared).
+    Per level: the size is parsed by ``_decimal`` where it has the plain decimal shape (at
+    most 15 digits: no underflow possible); a JSON number (``int``/``float``, never a bool)
+    where ``numbers`` allows them goes through ``PyNumber_Float`` (the C call behind
+    ``float``) and must be finite and ``>= 0``; anything else (a longer or malformed string, a
+    bool, a list, ...) defers to the Python loop, which applies the grammar and words it. The
+    price: with a power-of-ten tick (``inv`` = 1, 10, ..., 1e15) exact digit arithmetic
+    (``_decimal_ticks``); otherwise, or where that declines, ``cache[price]`` or on a miss
+    ``new_price(price, inv, cache, numbers)`` (the Python function itself, so validation and
+    the cache bound are shared); a price that is neither a string nor an allowed number defers
+    before the cache is read (``True == 1`` would find a cached int price).
     """
     if type(raw) is not list:
         return None
     cdef list src = <list>raw
     cdef Py_ssize_t i, n = PyList_GET_SIZE(src)
     cdef list out = []
-    cdef object level, price, text, size, ticks
+    cdef object level, price, text, size, ticks, tp
     cdef double q
     cdef long long m, t
     cdef int k, tick_decimals = -1
@@ -156,6 +161,9 @@ def levels(object raw, double inv, dict cache, object new_price):
             q = <double>m / _POW10_F[k]
             size = q
         else:
+            tp = type(text)
+            if not numbers or (tp is not float and tp is not int):
+                return None
             try:
                 size = PyNumber_Float(text)
             except (TypeError, ValueError, OverflowError):
@@ -168,10 +176,13 @@ def levels(object raw, double inv, dict cache, object new_price):
         if t:
             ticks = t
         else:
+            tp = type(price)
+            if tp is not str and (not numbers or (tp is not float and tp is not int)):
+                return None
             hit = PyDict_GetItem(cache, price)  # NULL when absent or unhashable (error cleared)
             if hit is NULL:
                 try:
-                    ticks = new_price(price, inv, cache)
+                    ticks = new_price(price, inv, cache, numbers)
                 except Exception:  # any refusal: the Python loop re-runs this list and words it
                     return None
             else:

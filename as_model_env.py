@@ -60,6 +60,8 @@ import numpy as np
 from gymnasium import spaces
 from scipy.linalg import expm
 
+from utils import check_settings
+
 DEFAULT_CJ_MAX_INVENTORY = 50
 """Inventory grid ``-Q..Q`` of the closed form when the config sets no ``max_inventory``."""
 
@@ -101,6 +103,7 @@ class ASModelConfig:
         for name in ("per_step_inventory_aversion", "terminal_inventory_aversion"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"ASModelConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        check_settings(self)  # every number finite (inf aversion, nan sigma, ...)
         if self.A * self.dt > 1.0:
             raise ValueError(f"ASModelConfig: A * dt = {self.A * self.dt:.3f} > 1 is not a probability; "
                              "use more steps")

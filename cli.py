@@ -32,6 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import orjson  # noqa: E402
 
+import manifest  # noqa: E402
 import utils  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,9 @@ def resolve_data_paths(spec: str | os.PathLike | Sequence[str | os.PathLike]) ->
         else:
             paths = [Path(s)]
         for p in paths:
+            if p.is_dir():
+                raise utils.CliError(f"--data_path {p} is a directory, not a data file (name the file(s) inside it, "
+                                     "or a glob such as 'dir/*.gz')")
             if not p.is_file():
                 raise utils.CliError(f"data file not found: {p}")
             if p not in out:
@@ -138,6 +142,7 @@ def save_model(agent: Any, path: Path, model_meta: dict[str, Any]) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     agent.save(tmp)
     utils.atomic_write_json(tmp / ENV_CONFIG_FILE, model_meta)
+    manifest.write(tmp)  # again, now covering ENV_CONFIG_FILE: sizes and hashes, written last
     if path.exists():
         old = path.with_name(f".{path.name}.old")
         shutil.rmtree(old, ignore_errors=True)
@@ -168,11 +173,16 @@ def load_model(model_path: str | os.PathLike) -> tuple[Any, dict[str, Any] | Non
     from ppo_agent import PPOAgent
 
     try:
-        agent = PPOAgent.load(path)
+        agent = PPOAgent.load(path, optimizer=False)  # evaluation never reads optimizer.npz
+        cfg_file = path / ENV_CONFIG_FILE
+        meta = None
+        if cfg_file.is_file():
+            manifest.verify(path, [ENV_CONFIG_FILE])
+            meta = orjson.loads(cfg_file.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise utils.CliError(f"cannot load the model in {path}: {cfg_file}: not valid JSON ({exc})") from None
     except (OSError, ValueError, KeyError) as exc:
-        raise utils.CliError(f"cannot load the model in {path}: {exc}") from exc
-    cfg_file = path / ENV_CONFIG_FILE
-    meta = orjson.loads(cfg_file.read_bytes()) if cfg_file.is_file() else None
+        raise utils.CliError(f"cannot load the model in {path}: {exc}") from None
     if meta is None:
         logger.warning("%s has no %s: using the default EnvConfig", path, ENV_CONFIG_FILE)
     return agent, meta

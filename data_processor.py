@@ -21,7 +21,9 @@ Public names:
 - ``DEFAULT_SYMBOL``; the message classes of ``messages.py`` re-exported.
 - CLI: ``python data_processor.py inspect FILE``, ``python data_processor.py export FILE`` and
   ``python data_processor.py record --venue okx --symbol BTC-USDT --out data/okx.jsonl`` (the
-  live recorder, ``recorder.py``).
+  live recorder, ``recorder.py``);
+  and ``python data_processor.py cache [--clear]`` (the replay cache's size, or empty it). Errors
+  are one line ``data_processor.py: error: <file>:<line>: <reason>`` and exit status 2.
 
 File formats (detected from content, never from the file name; plain, gzip, zstd or zip), each
 documented with real sample lines and its quirks in its module:
@@ -74,7 +76,15 @@ from messages import (
     SnapshotMessage,
     TradeMessage,
 )
-from replay_cache import PROFILE_MESSAGES, DataProfile, Replay, default_cache_dir
+from replay_cache import (
+    PROFILE_MESSAGES,
+    DataProfile,
+    Replay,
+    cache_entries,
+    cache_max_bytes,
+    clear_cache,
+    default_cache_dir,
+)
 from utils import atomic_write_bytes
 
 __all__ = [
@@ -240,8 +250,8 @@ def _inspect(paths: list[Path], symbol: str | None) -> int:
                         s["max_bids"] = max(s["max_bids"], len(bk.bids))
                         s["max_asks"] = max(s["max_asks"], len(bk.asks))
         except DataFormatError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
+            print(f"data_processor.py: error: {e}", file=sys.stderr)
+            return 2
     finally:
         logger.disabled = was
     gaps_before = report.problems.get("gap", 0)
@@ -348,11 +358,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_e.add_argument("--depth", type=int, default=5)
     p_e.add_argument("--out", type=Path, required=True)
     p_e.add_argument("--every", default=None, help="sampling period, e.g. 1s or 500ms (default: every book message)")
-    for p in (p_i, p_e):
+    p_c = sub_p.add_parser("cache", help="the replay cache folder: its size, or --clear to empty it")
+    p_c.add_argument("--clear", action="store_true", help="remove every cached file (rebuilt on next use)")
+    p_c.add_argument("--dir", type=Path, default=None,
+                     help="the cache folder (default: $RLMM_CACHE_DIR, else $XDG_CACHE_HOME/rlmm or ~/.cache/rlmm)")
+    for p in (p_i, p_e, p_c):
         p.error = parser.error  # type: ignore[method-assign]
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if args.cmd == "cache":
+            return _cache(args.dir or default_cache_dir(), args.clear)
         paths = as_paths(args.files)
         if args.cmd == "inspect":
             return _inspect(paths, args.symbol)
@@ -360,7 +376,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _export(paths, args.symbol, args.depth, args.out, every)
     except (DataFormatError, FileNotFoundError, ValueError, OSError) as e:
         print(f"data_processor.py: error: {e}", file=sys.stderr)
-        return 1
+        return 2
+
+
+def _cache(folder: Path, clear: bool) -> int:
+    """``cache``: print the cache folder's files and size, or empty it (``--clear``)."""
+    files = cache_entries(folder)
+    total = sum(p.stat().st_size for p in files)
+    print(f"replay cache: {folder} ({len(files)} files, {total / 1e6:,.1f} MB; "
+          f"bound {cache_max_bytes() / 1e9:,.1f} GB, $RLMM_CACHE_MAX_BYTES)")
+    if clear:
+        n, freed = clear_cache(folder)
+        print(f"removed {n} files ({freed / 1e6:,.1f} MB)")
+    return 0
 
 
 if __name__ == "__main__":

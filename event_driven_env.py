@@ -33,7 +33,7 @@ import math
 import os
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -44,7 +44,7 @@ from market_features import FEATURE_NAMES, N_FEATURES, FeatureConfig, MarketFeat
 from messages import ASK, BID, KIND_OF_CLASS, TRADE, message_kind
 from reward import Reward, RewardConfig
 from sim_exchange import FILL_MODELS, ExchangeConfig, Fill, MarkoutTracker, SimExchange, markout_bps
-from utils import flat_field_paths, horizon_label, replace_flat
+from utils import check_settings, flat_field_paths, horizon_label, replace_flat
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +141,17 @@ class EnvConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     """Feature windows and buckets (``market_features.FeatureConfig``)."""
 
+    SANE_RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        "tick_size": (1e-12, 1e9), "episode_length_s": (1e-3, 30 * 86_400.0),
+        "decision_interval_ms": (0.0, 86_400_000.0), "warmup_s": (0.0, 86_400.0),
+        "order_size": (1e-12, 1e12), "lot_size": (1e-12, 1e12), "max_inventory": (1e-9, 1e9),
+        "max_loss": (1e-12, 1e15), "continuous_max_offset": (1e-9, 1e6),
+        "markout_horizons_ms": (1e-3, 86_400_000.0), "adverse_selection_horizon_ms": (1e-3, 86_400_000.0),
+        "realised_spread_horizon_ms": (1e-3, 86_400_000.0),
+    }
+    """Sane range of each number (``utils.check_settings``): episodes up to 30 days, horizons and
+    decision intervals up to a day, sizes and prices within 1e-12..1e12."""
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_path", _normalise_data_path(self.data_path))
         object.__setattr__(self, "time_range", tuple(float(x) for x in self.time_range))
@@ -152,6 +163,7 @@ class EnvConfig:
             raise ValueError(f"EnvConfig.action_mode must be one of ('discrete', 'continuous'), got {self.action_mode!r}")
         self._check_ranges()
         self._check_horizons()
+        check_settings(self, self.SANE_RANGES)
 
     def _check_ranges(self) -> None:
         lo, hi = self.time_range if len(self.time_range) == 2 else (math.nan, math.nan)

@@ -52,6 +52,8 @@ from typing import Any
 
 import numpy as np
 
+from utils import check_settings
+
 FEATURE_NAMES: tuple[str, ...] = (
     "mid",
     "microprice",
@@ -110,6 +112,9 @@ class FeatureConfig:
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"FeatureConfig.{name} must be an int >= 1, got {value!r}")
+        check_settings(self, {n: (1e-3, 86_400_000.0) for n in (
+            "ofi_window_ms", "trade_window_ms", "vol_short_ms", "vol_long_ms", "kyle_interval_ms",
+            "spread_window_ms")})  # windows up to a day
 
     def resolve_vpin_bucket(self, median_trade_size: float, lot_size: float) -> FeatureConfig:
         """This config with ``vpin_bucket_volume`` set from the data when it is None.

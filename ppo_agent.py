@@ -37,11 +37,14 @@ import logging
 import math
 import os
 import time
+import warnings
+import zipfile
+import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 # Pin the Keras backend before Keras is imported (STYLE habit 12), and keep TensorFlow's
 # C++ INFO/WARNING logs out of the CLI output (errors still show).
@@ -54,6 +57,7 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import manifest  # noqa: E402
 import utils  # noqa: E402
 from ppo_network import NetworkConfig, build_actor_critic  # noqa: E402
 from rollout_buffer import RolloutBatch, RolloutBuffer, compute_gae  # noqa: E402
@@ -126,6 +130,13 @@ class PPOConfig:
     mixed_precision: bool = False
     """bfloat16 hidden layers on GPU (heads, losses and optimizer stay float32); ignored on CPU."""
 
+    SANE_RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        "learning_rate": (1e-12, 1.0), "clip_range": (0.0, 10.0), "clip_range_vf": (0.0, 1e6),
+        "ent_coef": (0.0, 100.0), "vf_coef": (0.0, 1e3), "max_grad_norm": (0.0, 1e6), "adam_eps": (1e-12, 1.0),
+        "target_kl": (0.0, 100.0), "clip_obs": (1e-6, 1e9), "clip_reward": (1e-6, 1e9),
+    }
+    """Sane range of each number (``utils.check_settings``)."""
+
     def __post_init__(self) -> None:
         positive = ("learning_rate", "n_steps", "batch_size", "n_epochs", "adam_eps", "clip_obs", "clip_reward")
         for name in positive:
@@ -139,6 +150,7 @@ class PPOConfig:
                 raise ValueError(f"PPOConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.device not in ("auto", "cpu", "gpu"):
             raise ValueError(f"PPOConfig.device must be 'auto', 'cpu' or 'gpu', got {self.device!r}")
+        utils.check_settings(self, self.SANE_RANGES)
 
 
 # --------------------------------------------------------------------------- NumPy reference
@@ -832,46 +844,108 @@ class PPOAgent:
             np.savez(bio, **{f"v{i:04d}": np.asarray(v) for i, v in enumerate(self.optimizer.variables)})
             atomic_write_bytes(d / "optimizer.npz", bio.getvalue())
         atomic_write_json(d / "agent.json", meta)
+        manifest.write(d)  # last: sizes and hashes of the files above (manifest.py)
 
     @classmethod
-    def load(cls, directory: str | Path) -> PPOAgent:
+    def load(cls, directory: str | Path, optimizer: bool = True) -> PPOAgent:
         """Rebuild an agent written by ``save``.
 
-        Restores weights, optimizer state (if saved), normaliser statistics, counters and
-        random-generator state. The saved config may be nested or flat (written before
-        ``NetworkConfig`` was nested in ``PPOConfig``); unknown keys are dropped with a warning.
+        Restores weights, optimizer state (if saved and ``optimizer``), normaliser statistics,
+        counters and random-generator state. The files read are first checked against the
+        folder's ``manifest.json`` (sizes and SHA-256; folders saved before manifests are read
+        unchecked). The saved config may be nested or flat (written before ``NetworkConfig``
+        was nested in ``PPOConfig``); unknown keys are dropped with a warning.
+
+        Args:
+            directory: the folder ``save`` wrote.
+            optimizer: also restore the Adam state (training needs it; evaluation does not,
+                and then does not read ``optimizer.npz`` at all).
 
         Raises:
             FileNotFoundError: no ``agent.json`` in ``directory``.
-            ValueError: another ``format_version``, or a saved value ``PPOConfig`` rejects
-                (``utils.CliError`` is a ``ValueError``).
+            ValueError: a file that is damaged or does not fit (``manifest.CheckpointError``,
+                one line naming the file), another ``format_version``, or a saved value
+                ``PPOConfig`` rejects (``utils.CliError`` is a ``ValueError``).
         """
         d = Path(directory)
         meta_path = d / "agent.json"
         if not meta_path.is_file():
             raise FileNotFoundError(f"{meta_path}: no saved PPO agent there")
-        meta = orjson.loads(meta_path.read_bytes())
+        manifest.verify(d, ["agent.json"])  # before parsing: a cut file is named as cut
+        try:
+            meta = orjson.loads(meta_path.read_bytes())
+        except orjson.JSONDecodeError as e:
+            raise manifest.CheckpointError(f"{meta_path}: not valid JSON ({e}); the file is damaged") from None
+        if not isinstance(meta, dict):
+            raise manifest.CheckpointError(f"{meta_path}: not a saved agent (a JSON {type(meta).__name__})")
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{meta_path}: format_version {meta.get('format_version')} != {FORMAT_VERSION}")
-        # Nested (``{"net": {...}}``) or flat (saved before NetworkConfig was nested in PPOConfig).
-        config = utils.dataclass_from_dict(PPOConfig, meta["config"], source=str(meta_path))
-        agent = cls(space_from_json(meta["observation_space"]), space_from_json(meta["action_space"]),
-                    config, seed=meta["seed"])
-        agent.model.load_weights(d / "model.weights.h5")
-        if meta["has_optimizer"]:
-            with np.load(d / "optimizer.npz", allow_pickle=False) as z:
-                arrays = [z[k] for k in sorted(z.files)]
-            if len(arrays) != len(agent.optimizer.variables):
-                raise ValueError(f"{d / 'optimizer.npz'}: {len(arrays)} arrays, optimizer has "
-                                 f"{len(agent.optimizer.variables)} variables")
-            for var, arr in zip(agent.optimizer.variables, arrays, strict=True):
-                var.assign(arr)
-        agent.num_timesteps, agent.num_updates = int(meta["num_timesteps"]), int(meta["num_updates"])
-        agent.rng.bit_generator.state = _rng_state_from_json(meta["rng_state"])
-        if meta["obs_rms"] is not None:
-            for k, st in meta["obs_rms"].items():
-                agent.obs_rms[k].load_state_dict(st)
-        if meta["ret_rms"] is not None:
-            agent.ret_rms.load_state_dict(meta["ret_rms"])
+        with_opt = bool(meta.get("has_optimizer")) and optimizer
+        manifest.verify(d, ["model.weights.h5", *(["optimizer.npz"] if with_opt else [])])
+        try:
+            # Nested (``{"net": {...}}``) or flat (saved before NetworkConfig was nested in PPOConfig).
+            config = utils.dataclass_from_dict(PPOConfig, meta["config"], source=str(meta_path))
+            agent = cls(space_from_json(meta["observation_space"]), space_from_json(meta["action_space"]),
+                        config, seed=meta["seed"])
+        except (KeyError, TypeError) as e:
+            raise manifest.CheckpointError(f"{meta_path}: missing or malformed entry {e}") from None
+        _load_weights(agent.model, d / "model.weights.h5")
+        if with_opt:
+            _load_optimizer(agent.optimizer, d / "optimizer.npz")
+        try:
+            agent.num_timesteps, agent.num_updates = int(meta["num_timesteps"]), int(meta["num_updates"])
+            agent.rng.bit_generator.state = _rng_state_from_json(meta["rng_state"])
+            if meta["obs_rms"] is not None:
+                for k, st in meta["obs_rms"].items():
+                    agent.obs_rms[k].load_state_dict(st)
+            if meta["ret_rms"] is not None:
+                agent.ret_rms.load_state_dict(meta["ret_rms"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise manifest.CheckpointError(f"{meta_path}: missing or malformed entry ({type(e).__name__}: "
+                                           f"{_first_line(e)})") from None
         return agent
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's text, cut to ``limit`` characters (Keras prints tensors)."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _load_weights(model: Any, path: Path) -> None:
+    """``model.load_weights(path)``, any failure as one line naming the file."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.load_weights(path)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise manifest.CheckpointError(
+            f"{path}: cannot load these weights into the model ({type(e).__name__}: {_first_line(e)}); "
+            "the file is damaged or was saved by a model of another shape") from None
+    # Keras loads a file of another layout with warnings only ("Skipping ... Affected layers will
+    # retain their freshly-initialized weights"): a model half random, refused here.
+    skipped = [w for w in caught if "Skipping" in str(w.message) or "freshly-initialized" in str(w.message)]
+    if skipped:
+        raise manifest.CheckpointError(
+            f"{path}: these weights do not fit the model (Keras skipped {len(skipped)} part(s): "
+            f"{_first_line(skipped[0].message, 120)}); saved by a model of another shape")
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def _load_optimizer(optimizer: Any, path: Path) -> None:
+    """Restore the Adam state saved as ``optimizer.npz``, any failure as one line naming the file."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = [z[k] for k in sorted(z.files)]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise manifest.CheckpointError(f"{path}: unreadable ({type(e).__name__}: {_first_line(e)})") from None
+    if len(arrays) != len(optimizer.variables):
+        raise manifest.CheckpointError(f"{path}: {len(arrays)} arrays, the optimizer has "
+                                       f"{len(optimizer.variables)} variables")
+    for var, arr in zip(optimizer.variables, arrays, strict=True):
+        if tuple(var.shape) != arr.shape:
+            raise manifest.CheckpointError(f"{path}: array of shape {arr.shape} for an optimizer variable of "
+                                           f"shape {tuple(var.shape)} (saved by a model of another shape)")
+        var.assign(arr)
 

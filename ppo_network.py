@@ -56,6 +56,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
 
+from utils import check_settings  # noqa: E402
+
 NETWORK_KINDS = ("auto", "mlp", "conv_lstm")
 MARKET_KEYS = ("book", "features", "agent")
 UNROLL_MAX_WINDOW = 32  # LSTM windows up to this length are unrolled (see the LSTM comment)
@@ -100,6 +102,7 @@ class NetworkConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.n_hidden_layers < 0:
             raise ValueError(f"n_hidden_layers must be >= 0, got {self.n_hidden_layers}")
+        check_settings(self, {"log_std_init": (-20.0, 5.0)})  # std in [2e-9, 148]
 
 
 def resolve_network_kind(observation_space: gym.Space, kind: str = "auto") -> str:

@@ -8,7 +8,9 @@ Public names (re-exported by ``data_processor``, where users import them from):
 - ``Replay``: ``start_at(t_ms)`` from cached checkpoints; ``Replay.profile``.
 - ``DataProfile``: trade presence, lot size, median trade size and tick size of a recording's
   first ``PROFILE_MESSAGES`` messages; ``PROFILE_MESSAGES``.
-- ``default_cache_dir()``: where ``Replay`` caches by default (per user, never beside the data).
+- ``default_cache_dir()``: where ``Replay`` caches by default (per user, never beside the data);
+  ``cache_entries`` / ``clear_cache`` / ``bound_cache`` / ``cache_max_bytes``: its files, the
+  ``data_processor.py cache`` command and the size bound (LRU eviction).
 """
 
 from __future__ import annotations
@@ -29,18 +31,20 @@ import numpy as np
 import orjson
 
 from feeds.common import LoadReport, SymState
-from feeds.compression import as_paths, compression, plain_copy
+from feeds.compression import as_paths, compression, mark_used, plain_copy
 from feeds.light_book import LightBook
-from feeds.reader import Reader
+from feeds.reader import Reader, scan_symbols
 from messages import DataFormatError, DeltaMessage, Message, SnapshotMessage, TradeMessage
 from order_book import OrderBook
 from utils import atomic_write_bytes, atomic_write_json
 
-__all__ = ["PROFILE_MESSAGES", "DataProfile", "Replay", "default_cache_dir"]
+__all__ = ["PROFILE_MESSAGES", "DataProfile", "Replay", "bound_cache", "cache_entries", "cache_max_bytes",
+           "clear_cache", "default_cache_dir"]
 
 logger = logging.getLogger("data_processor")  # the data layer logs under one name (feeds/reader.py)
 
-_CACHE_VERSION = 3  # 2: the DataProfile is stored; parser state of checkpoints under "extra"; 3: gap_ts
+_CACHE_VERSION = 4  # 2: the DataProfile is stored; parser state of checkpoints under "extra"; 3: gap_ts;
+# 4: sources fingerprinted by ctime + content SHA-256
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,17 +145,132 @@ class _ProfileScan:
 # --------------------------------------------------------------------------------------------
 
 
-def _fingerprint(path: Path) -> dict:
-    """Size, mtime (ns) and a SHA-256 of the first and last 64 KiB of a file."""
+def _stat_print(path: Path) -> dict:
+    """Path, size, mtime and ctime (ns) of a file: the cheap part of its fingerprint.
+
+    ``ctime`` is set by the kernel on every write (and chmod, rename, copy); no user tool sets
+    it back, so an in-place edit that restores the size and mtime still changes it.
+    """
     st = path.stat()
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        h.update(fh.read(1 << 16))
-        if st.st_size > 1 << 17:
-            fh.seek(-(1 << 16), os.SEEK_END)
-        h.update(fh.read(1 << 16))
     return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-            "head_tail_sha256": h.hexdigest()}
+            "ctime_ns": st.st_ctime_ns}
+
+
+def content_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, streamed (the content part of its fingerprint)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _fingerprint(path: Path) -> dict:
+    """The full fingerprint: ``_stat_print`` plus the SHA-256 of the whole content."""
+    return {**_stat_print(path), "sha256": content_sha256(path)}
+
+
+def _same_source(stored: dict, now: dict, path: Path) -> bool:
+    """Whether a cached source fingerprint still describes ``path`` (``now``: its stat print).
+
+    Same size, mtime and ctime: unchanged. Same size and mtime but another ctime (a chmod, a
+    copy, an in-place edit that restored the mtime): the content is hashed again and must
+    match. Otherwise changed.
+    """
+    keys = ("path", "size", "mtime_ns")
+    if any(stored.get(k) != now[k] for k in keys) or "sha256" not in stored:
+        return False
+    if stored.get("ctime_ns") == now["ctime_ns"]:
+        return True
+    same = content_sha256(path) == stored["sha256"]
+    logger.info("%s: ctime changed, content hash %s", path, "unchanged" if same else "CHANGED")
+    return same
+
+
+CACHE_SUFFIXES = (".plain", ".replay.json", ".replay.npz")
+"""The files ``Replay`` writes into its cache folder (``cache_entries`` / ``clear_cache`` touch
+only these, and their temp files)."""
+
+DEFAULT_CACHE_MAX_BYTES = 8 << 30
+"""Size bound of the cache folder (8 GiB; ``$RLMM_CACHE_MAX_BYTES`` overrides, in bytes)."""
+
+
+def cache_max_bytes() -> int:
+    """The cache size bound: ``$RLMM_CACHE_MAX_BYTES`` or ``DEFAULT_CACHE_MAX_BYTES``."""
+    env = os.environ.get("RLMM_CACHE_MAX_BYTES")
+    if not env:
+        return DEFAULT_CACHE_MAX_BYTES
+    try:
+        v = int(env)
+    except ValueError:
+        raise ValueError(f"RLMM_CACHE_MAX_BYTES must be a whole number of bytes, got {env!r}") from None
+    if v < 0:
+        raise ValueError(f"RLMM_CACHE_MAX_BYTES must be >= 0, got {v}")
+    return v
+
+
+def cache_entries(cache_dir: Path) -> list[Path]:
+    """The cache's files (``CACHE_SUFFIXES``, temp files of an interrupted write included)."""
+    if not cache_dir.is_dir():
+        return []
+    out = []
+    for p in cache_dir.iterdir():
+        name = p.name
+        if not p.is_file():
+            continue
+        if name.endswith(CACHE_SUFFIXES) or (name.startswith(".") and name.endswith(".tmp")
+                                             and any(f"{sfx}." in name for sfx in CACHE_SUFFIXES)):
+            out.append(p)
+    return out
+
+
+def clear_cache(cache_dir: Path) -> tuple[int, int]:
+    """Remove every cache file of ``cache_dir``; ``(files removed, bytes freed)``."""
+    n = freed = 0
+    for p in cache_entries(cache_dir):
+        try:
+            size = p.stat().st_size
+            p.unlink()
+        except FileNotFoundError:  # another process removed it first
+            continue
+        n += 1
+        freed += size
+    return n, freed
+
+
+def bound_cache(cache_dir: Path, keep: Sequence[Path] = (), limit: int | None = None) -> int:
+    """Evict the least recently used cache files until the folder is within its size bound.
+
+    "Used" is the later of a file's mtime and its atime, which every use sets explicitly
+    (``feeds.compression.mark_used``; explicit, so a ``noatime`` mount does not matter).
+
+    Files are independent: ``Replay`` rebuilds whatever part of an entry is missing. ``keep``
+    (the entry in use) is never evicted, even when it alone exceeds the bound.
+
+    Returns:
+        The bytes freed.
+    """
+    limit = cache_max_bytes() if limit is None else limit
+    kept = {Path(p).resolve() for p in keep}
+    files = []
+    for p in cache_entries(cache_dir):
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            continue
+        files.append((max(st.st_atime_ns, st.st_mtime_ns), st.st_size, p))
+    total = sum(f[1] for f in files)
+    freed = 0
+    for _, size, p in sorted(files, key=lambda f: f[0]):
+        if total <= limit:
+            break
+        if p.resolve() in kept or p.name.startswith("."):  # in use, or another writer's temp file
+            continue
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            continue
+        total -= size
+        freed += size
+        logger.info("replay cache over its %d-byte bound: removed %s (%d bytes)", limit, p, size)
+    return freed
 
 
 def default_cache_dir() -> Path:
@@ -160,7 +279,7 @@ def default_cache_dir() -> Path:
     ``$RLMM_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/rlmm``, else ``~/.cache/rlmm``; never a
     folder next to the data (which may be read-only or shared). Entries are keyed by the
     sources' absolute paths and settings, and checked against their fingerprints (size, mtime,
-    head/tail hash), so one folder serves every recording.
+    ctime, content SHA-256), so one folder serves every recording.
 
     >>> import os
     >>> old = os.environ.get("RLMM_CACHE_DIR"); os.environ["RLMM_CACHE_DIR"] = "/tmp/c"
@@ -263,10 +382,14 @@ class Replay:
     written next to the data, which may be read-only): ``<name>.<key>.replay.json`` (metadata,
     positions, loader states, the data profile) and ``.replay.npz`` (the checkpoint books),
     written atomically. The key covers the absolute paths, symbol, tick size, interval and
-    ``on_error``; each source's size, mtime and a SHA-256 of its first and last 64 KiB are
-    stored inside and compared on every open, so a changed file rebuilds the cache. Compressed
-    sources (gzip/zstd/zip) are decompressed once into the cache directory
-    (``<name>.<hash>.plain``) so that positions can be seeks.
+    ``on_error``; each source's size, mtime, ctime and the SHA-256 of its whole content
+    (computed when the cache is built) are stored inside. On every open the size, mtime and
+    ctime are compared; where only the ctime differs (a chmod or copy, or an in-place edit that
+    restored size and mtime) the content is hashed again and must match, so a changed file
+    always rebuilds the cache. Compressed sources (gzip/zstd/zip) are decompressed once into the
+    cache directory (``<name>.<hash>.plain``) so that positions can be seeks. The folder is
+    kept under ``cache_max_bytes()`` (least recently used files evicted after each build);
+    ``python data_processor.py cache --clear`` empties it.
 
     Attributes:
         symbol: the replayed symbol.
@@ -300,17 +423,17 @@ class Replay:
         self.interval = int(checkpoint_interval_ms)
         self.on_error = on_error
         self._tick_arg = tick_size
-        fps = [_fingerprint(p) for p in self.sources]
-        key_src = orjson.dumps({"v": _CACHE_VERSION, "paths": [f["path"] for f in fps],
+        quick = [_stat_print(p) for p in self.sources]
+        key_src = orjson.dumps({"v": _CACHE_VERSION, "paths": [f["path"] for f in quick],
                                 "symbol": symbol, "tick": tick_size if not isinstance(tick_size, Mapping) else dict(tick_size),
                                 "interval": self.interval, "on_error": on_error})
         key = hashlib.sha256(key_src).hexdigest()[:16]
         stem = self.cache_dir / f"{self.sources[0].name}.{key}"
         self._json_path = stem.with_name(stem.name + ".replay.json")
         self._npz_path = stem.with_name(stem.name + ".replay.npz")
-        meta = self._load_cache(fps)
+        meta = self._load_cache(quick)
         if meta is None:
-            meta = self._build(fps, symbol)
+            meta = self._build(symbol)
         self._meta = meta
         self.symbol: str = meta["symbol"]
         self.tick_size: float = meta["tick_size"]
@@ -328,26 +451,45 @@ class Replay:
             self._bounds = z["bounds"]
 
     # -- cache -----------------------------------------------------------------------------
-    def _load_cache(self, fps: list[dict]) -> dict | None:
+    def _load_cache(self, quick: list[dict]) -> dict | None:
         try:
             meta = orjson.loads(self._json_path.read_bytes())
         except (OSError, orjson.JSONDecodeError):
             return None
-        if meta.get("version") != _CACHE_VERSION or meta.get("sources") != fps:
+        stored = meta.get("sources") if isinstance(meta, dict) else None
+        if (meta.get("version") != _CACHE_VERSION or not isinstance(stored, list)
+                or len(stored) != len(quick)
+                or not all(_same_source(s, q, p) for s, q, p in zip(stored, quick, self.sources, strict=True))):
             logger.info("replay cache %s is stale; rebuilding", self._json_path)
             return None
         if not self._npz_path.is_file() or not all(Path(p).is_file() for p in meta["plain"]):
             return None
+        if any(s["ctime_ns"] != q["ctime_ns"] for s, q in zip(stored, quick, strict=True)):
+            meta["sources"] = [{**s, "ctime_ns": q["ctime_ns"]} for s, q in zip(stored, quick, strict=True)]
+            try:
+                atomic_write_json(self._json_path, meta)  # content verified: remember the new ctime
+            except OSError:  # a read-only cache: hash again next time
+                pass
+        for p in (self._json_path, self._npz_path,
+                  *(Path(x) for x in meta["plain"] if Path(x).parent == self.cache_dir)):
+            mark_used(p)
         return meta
 
-    def _build(self, fps: list[dict], symbol: str | None) -> dict:
-        """The validating pass: checkpoints and profile, written to the cache."""
+    def _build(self, symbol: str | None) -> dict:
+        """The validating pass: checkpoints and profile, written to the cache.
+
+        Each source's full fingerprint (stat print + content SHA-256) is taken before the pass
+        and its stat print again after it: a source written to during the pass is refused
+        rather than cached under the wrong content.
+        """
         self.cache_dir.mkdir(parents=True, exist_ok=True)
+        fps = [_fingerprint(p) for p in self.sources]
         plain = []
         for src, fp in zip(self.sources, fps, strict=True):
-            plain.append(src if compression(src) == "plain" else plain_copy(src, self.cache_dir, fp))
+            key = {"path": fp["path"], "size": fp["size"], "sha256": fp["sha256"]}
+            plain.append(src if compression(src) == "plain" else plain_copy(src, self.cache_dir, key))
         report = LoadReport()
-        reader = Reader(plain, symbol, self.on_error, self._tick_arg, report=report)
+        reader = Reader(plain, symbol, self.on_error, self._tick_arg, report=report, names=self.sources)
         index = _Index(self.interval, symbol)
         scan = _ProfileScan()
         for batch in reader.batches():
@@ -355,7 +497,16 @@ class Replay:
             index.add(batch, reader)
         sym = index.symbol
         if index.start_ts is None or sym is None:
-            raise DataFormatError(self.sources[0], None, f"no book messages{' for ' + symbol if symbol else ''}")
+            held = ""
+            if symbol:
+                names = scan_symbols(plain, self._tick_arg)
+                held = f" (the recording holds: {', '.join(names) or 'no symbol'})"
+            raise DataFormatError(self.sources[0], None,
+                                  f"no book messages{' for ' + symbol if symbol else ''}{held}")
+        for p, fp in zip(self.sources, fps, strict=True):
+            if {k: v for k, v in _stat_print(p).items() if k != "ctime_ns"} != {
+                    k: fp[k] for k in ("path", "size", "mtime_ns")}:
+                raise DataFormatError(p, None, "the file changed while it was being indexed; run again")
         tick = reader.states[sym].tick
         meta = {
             "version": _CACHE_VERSION, "sources": fps, "plain": [str(p) for p in plain],
@@ -368,6 +519,7 @@ class Replay:
         atomic_write_bytes(self._npz_path, index.npz_bytes())
         atomic_write_json(self._json_path, meta)  # written last: its presence marks a complete cache
         logger.info("built replay cache %s: %d checkpoints", self._json_path, len(index.checkpoints))
+        bound_cache(self.cache_dir, keep=[self._json_path, self._npz_path, *plain])
         return meta
 
     def _checkpoint_levels(self, i: int) -> tuple[list, list]:
@@ -380,7 +532,8 @@ class Replay:
     def messages_from(self, checkpoint: int | None) -> tuple[list | None, Iterator[Message]]:
         """Book levels of a checkpoint (None: from the top) and the messages after it."""
         if checkpoint is None:
-            reader = Reader(self.plain, self.symbol, self.on_error, self._tick_arg, check_crossed=False)
+            reader = Reader(self.plain, self.symbol, self.on_error, self._tick_arg, check_crossed=False,
+                            names=self.sources)
             levels = None
         else:
             cp = self._meta["checkpoints"][checkpoint]
@@ -388,7 +541,7 @@ class Replay:
             st = SymState.load(cp["state"], [], [])
             reader = Reader(self.plain, self.symbol, self.on_error, self._tick_arg,
                             check_crossed=False, start=(cp["file"], cp["offset"], cp["line"]),
-                            states={self.symbol: st}, extra=cp["extra"])
+                            states={self.symbol: st}, extra=cp["extra"], names=self.sources)
             reader.seen_symbols = [self.symbol]
             levels = [bids, asks, cp["ts"]]
         return levels, (m for batch in reader.batches() for m in batch)

@@ -39,6 +39,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
+from utils import check_settings
+
 __all__ = [
     "REWARD_UNITS", "REWARD_VARIANTS", "InventoryPenaltyReward", "PnLReward", "Reward", "RewardConfig",
     "TerminalInventoryPenalty", "register_reward",
@@ -79,6 +81,10 @@ class RewardConfig:
     terminal_inventory_penalty: float = 0.0
     """kappa of the terminal penalty kappa*q^2 in tick-lots (q in lots) on the position left at the episode end, before liquidation."""
 
+    SANE_RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        "inventory_penalty_gamma": (0.0, 1e6), "terminal_inventory_penalty": (0.0, 1e6)}
+    """Sane range of each number (``utils.check_settings``)."""
+
     def __post_init__(self) -> None:
         if self.reward not in REWARD_VARIANTS:
             raise ValueError(f"RewardConfig.reward must be one of {tuple(REWARD_VARIANTS)}, got {self.reward!r}")
@@ -87,6 +93,7 @@ class RewardConfig:
         for name in ("inventory_penalty_gamma", "terminal_inventory_penalty"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"RewardConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        check_settings(self, self.SANE_RANGES)
 
 
 @register_reward("pnl")

@@ -40,6 +40,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from messages import ASK, BID
+from utils import check_settings
 
 __all__ = [
     "ASK", "BID", "FILL_MODELS", "LATENCY_MODELS", "QUEUE_MODELS", "BboCrossFill", "ConstantLatency",
@@ -105,6 +106,13 @@ class ExchangeConfig:
     taker_fee_bps: float = 5.5
     """Taker fee in bps of notional. Default: Bybit non-VIP derivatives 0.055%."""
 
+    SANE_RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        "queue_power": (0.0, 100.0), "entry_latency_ms": (0.0, 60_000.0), "cancel_latency_ms": (0.0, 60_000.0),
+        "latency_sigma": (0.0, 5.0), "maker_fee_bps": (-100.0, 100.0), "taker_fee_bps": (0.0, 100.0),
+    }
+    """Sane range of each number (``utils.check_settings``): fees within +-1% of notional, latencies
+    within a minute, a lognormal log-sd up to 5."""
+
     def __post_init__(self) -> None:
         for name, registry in (("fill_model", FILL_MODELS), ("queue_model", QUEUE_MODELS),
                                ("latency_distribution", LATENCY_MODELS)):
@@ -119,6 +127,7 @@ class ExchangeConfig:
         if self.maker_fee_bps < -self.taker_fee_bps:
             warnings.warn(f"maker rebate {self.maker_fee_bps} bps exceeds the taker fee {self.taker_fee_bps} bps: "
                           "crossing the spread against yourself would pay", stacklevel=3)
+        check_settings(self, self.SANE_RANGES)
         if self.entry_latency_ms == 0 and self.cancel_latency_ms == 0:
             warnings.warn("zero order latency: fills will be optimistic", stacklevel=3)
 

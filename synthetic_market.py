@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from utils import atomic_open
+from utils import atomic_open, check_settings
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +181,7 @@ class SyntheticMarketConfig:
                   "volatile_to_calm_per_hour", "jump_rate_per_hour", "jump_mean_ticks",
                   "cancel_rate_per_s", "market_rate_per_s", "sweep_size_multiplier", "warmup_s",
                   "limit_size_log_sigma", "market_size_log_sigma")
+        check_settings(self)  # every number finite
         for name in nonneg:
             if not getattr(self, name) >= 0:
                 raise ValueError(f"SyntheticMarketConfig.{name} must be >= 0, got {getattr(self, name)!r}")

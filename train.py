@@ -52,6 +52,7 @@ import pandas as pd
 
 import cli  # sets TensorFlow's C++ log level; TensorFlow itself is imported later, by ppo_agent
 import evaluation
+import manifest
 import model_market_cli as mmc
 import plots
 import utils
@@ -376,12 +377,47 @@ def _f(v: float) -> str:
     return "-" if v is None or not np.isfinite(v) else f"{v:.3g}"
 
 
-def _latest_checkpoint(run_dir: Path) -> Path | None:
-    latest = run_dir / "checkpoints" / "latest.json"
-    if not latest.is_file():
-        return None
-    p = run_dir / "checkpoints" / orjson.loads(latest.read_bytes())["checkpoint"]
-    return p if p.is_dir() else None
+def _read_params(params_file: Path) -> dict[str, Any]:
+    """A run's ``params.json`` (one-line error naming it when it is damaged)."""
+    try:
+        params = orjson.loads(params_file.read_bytes())
+    except orjson.JSONDecodeError as e:
+        raise utils.CliError(f"{params_file}: not valid JSON ({e}); the file is damaged") from None
+    if not isinstance(params, dict):
+        raise utils.CliError(f"{params_file}: not a run's parameters (a JSON {type(params).__name__})")
+    return params
+
+
+def _read_latest(run_dir: Path) -> dict[str, Any]:
+    """``checkpoints/latest.json`` ({} when missing or damaged: the folders are what counts)."""
+    try:
+        latest = orjson.loads((run_dir / "checkpoints" / "latest.json").read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    return latest if isinstance(latest, dict) else {}
+
+
+def _latest_checkpoint(run_dir: Path, warn: bool = False) -> Path | None:
+    """The newest intact checkpoint folder (``manifest.verify``), or None.
+
+    ``latest.json``'s checkpoint first, then every ``update_*`` folder, newest first. With
+    ``warn`` (resuming), each damaged or missing newer one is named in a warning and a damaged
+    folder is renamed ``damaged_<name>`` (kept for inspection, out of the rotation).
+    """
+    root = run_dir / "checkpoints"
+    named = _read_latest(run_dir).get("checkpoint")
+    folders = sorted((p for p in root.glob("update_*") if p.is_dir()), reverse=True)
+    if isinstance(named, str) and named:
+        folders = [root / named, *(p for p in folders if p.name != named)]
+    ckpt, skipped = manifest.newest_intact(folders)
+    if warn:
+        for p, why in skipped:
+            logger.warning("checkpoint %s is not usable: %s", p, why)
+            if p.is_dir():
+                p.rename(p.with_name(f"damaged_{p.name}"))
+        if skipped and ckpt is not None:
+            logger.warning("resuming from the newest intact checkpoint, %s", ckpt.name)
+    return ckpt
 
 
 # --------------------------------------------------------------------------- setup helpers
@@ -560,7 +596,7 @@ def _resume_run(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> tu
     params_file = run_dir / "params.json"
     if not params_file.is_file():
         raise utils.CliError(f"--resume {run_dir}: no params.json there (not a run folder)")
-    params = orjson.loads(params_file.read_bytes())
+    params = _read_params(params_file)
     given = [*_market_flags(args, maps), *(d for d in maps["ppo"] if hasattr(args, d))]
     if given:
         raise utils.CliError(f"--resume uses the run's saved config; cannot change {sorted(given)}")
@@ -590,9 +626,9 @@ def _start_or_resume(args: argparse.Namespace, maps: dict[str, dict[str, str]], 
     if not args.resume:
         return new(args, maps), None, {}, None
     run_dir, run, params = resume(args, maps)
-    ckpt = _latest_checkpoint(run_dir)
+    ckpt = _latest_checkpoint(run_dir, warn=True)
     if ckpt is None:
-        raise utils.CliError(f"--resume {run_dir}: no checkpoint to resume from")
+        raise utils.CliError(f"--resume {run_dir}: no intact checkpoint to resume from")
     return run, ckpt, params, run_dir
 
 
@@ -700,7 +736,7 @@ def _make_monitor(run_dir: Path, settings: TrainSettings, model_meta: dict[str, 
         if log_file.is_file():
             df = pd.read_csv(log_file)
             rows = df[df["update"] <= agent.num_updates].to_dict("records")
-        latest = orjson.loads((run_dir / "checkpoints" / "latest.json").read_bytes())
+        latest = _read_latest(run_dir)
         saved_best = latest.get("best_eval_pnl")  # None: no periodic evaluation yet
         best = -math.inf if saved_best is None else float(saved_best)
         wall = float(latest.get("wall_s", 0.0))
@@ -856,7 +892,7 @@ def _resume_as_run(args: argparse.Namespace, maps: dict[str, dict[str, str]]
 
     run_dir = Path(args.resume)
     params_file = run_dir / "params.json"
-    params = orjson.loads(params_file.read_bytes())
+    params = _read_params(params_file)
     given = [*_market_flags(args, maps), *mmc.given_as_flags(args, maps), *(d for d in maps["ppo"] if hasattr(args, d))]
     if given:
         raise utils.CliError(f"--resume uses the run's saved config; cannot change {sorted(given)}")

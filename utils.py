@@ -14,7 +14,7 @@ Public names:
   ``add_dataclass_arguments``, ``dataclass_from_args``, ``dataclass_to_dict``,
   ``dataclass_from_dict``, nested configs (``flat_field_paths``, ``from_flat``,
   ``replace_flat``, ``get_flat``, ``flat_dict``), ``flag_rows`` (the flag tables of the docs),
-  ``sha256_file``.
+  ``sha256_file``, ``check_settings`` (every number of a config finite and in its sane range).
 
 Plots are in ``plots.py``; the set-up the two scripts share (data paths, env, saved models,
 logging, error handling) is in ``cli.py``.
@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import hashlib
 import inspect
+import math
 import os
 import re
 import tempfile
@@ -35,7 +36,7 @@ import textwrap
 import types
 import typing
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 
@@ -883,3 +884,45 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def check_settings(config: Any, ranges: Mapping[str, tuple[float, float]] | None = None) -> None:
+    """Refuse a config whose numbers are not finite or lie outside their documented sane range.
+
+    Every field of the dataclass ``config`` holding a number (``int``/``float``, not ``bool``) or
+    a tuple/list of numbers must be finite (a NaN fee would give NaN rewards, and a saved
+    ``params.json`` would store ``null``); a field named in ``ranges`` must lie in
+    ``[lo, hi]``. Nested configs validate themselves. The ranges of every config are listed in
+    docs/reliability.md.
+
+    Raises:
+        ValueError: naming the class, the field and the value.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class C:
+    ...     fee: float = 1.0
+    >>> check_settings(C(float("nan")))
+    Traceback (most recent call last):
+    ...
+    ValueError: C.fee must be a finite number, got nan
+    >>> check_settings(C(1e5), {"fee": (-100.0, 100.0)})
+    Traceback (most recent call last):
+    ...
+    ValueError: C.fee = 100000.0 is outside its sane range [-100.0, 100.0] (docs/reliability.md)
+    """
+    cls = type(config).__name__
+    ranges = ranges or {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        items = value if isinstance(value, tuple | list) else (value,)
+        for v in items:
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                continue
+            if not math.isfinite(v):
+                raise ValueError(f"{cls}.{f.name} must be a finite number, got {v!r}")
+            if f.name in ranges:
+                lo, hi = ranges[f.name]
+                if not lo <= v <= hi:
+                    raise ValueError(f"{cls}.{f.name} = {v!r} is outside its sane range [{lo}, {hi}] "
+                                     "(docs/reliability.md)")

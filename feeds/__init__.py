@@ -46,7 +46,10 @@ How to add a venue:
    ``detect`` and ``parse``. Book messages go through ``reader.book_message`` (it checks time
    order, ``u`` continuity where ``u`` is given, level values, the tick grid and crossing; a
    venue with another continuity rule checks it before, as ``feeds.binance`` does); trades go
-   through ``reader.trade``.
+   through ``reader.trade``. Prices and sizes follow the feeds' number grammar
+   (``feeds.common.parse_size``): pass ``numbers=False`` where the venue sends decimal strings
+   only (Bybit, Binance), so a JSON number there is refused; check identifier fields (symbol,
+   event type) to be strings before using them.
 2. Register it: add the class to ``FEEDS`` below, before ``BybitFeed`` (the fallback that
    takes any JSON object line).
 3. Add tests with small hand-made files (every problem it can raise, named by line) and, where

@@ -55,6 +55,13 @@ IGNORED_EVENTS = frozenset(
 )
 
 
+def _symbol(s: Any) -> str:
+    """A symbol field, checked to be a string (``Problem`` otherwise)."""
+    if type(s) is not str:
+        raise Problem("bad field", f"symbol 's' is not a string: {s!r}")
+    return s
+
+
 class BinanceFeed(Feed):
     """Parser of the hftbacktest collector's Binance USDⓈ-M lines."""
 
@@ -97,10 +104,8 @@ class BinanceFeed(Feed):
         """The messages of one line."""
         reader = self.reader
         sp = raw.find(b" ")
-        try:
-            local_ts = int(raw[:sp]) if sp > 0 else None
-        except ValueError:
-            local_ts = None
+        head = raw[:sp] if sp > 0 else b""
+        local_ts = int(head) if head.isdigit() else None  # ASCII digits only (int() takes "1_0", "+1")
         if local_ts is None:
             raise Problem("bad line", "line is not '<local_ns> <json>'")
         obj = reader.loads(raw[sp + 1:])
@@ -115,6 +120,8 @@ class BinanceFeed(Feed):
         if not isinstance(data, dict):
             raise Problem("bad field", "'data' is not an object")
         e = data.get("e")
+        if e is not None and type(e) is not str:
+            raise Problem("bad field", f"event type 'e' is not a string: {e!r}")
         if e == "depthUpdate":
             return self._diff(data, local_ts)
         if e == "trade":
@@ -131,14 +138,16 @@ class BinanceFeed(Feed):
     def _trade(self, data: dict, local_ts: int) -> list[Message]:
         reader = self.reader
         try:
-            symbol = data["s"]
+            symbol = _symbol(data["s"])
             self.symbol = symbol
             if not reader.want(symbol):
                 reader.report.ignored_lines += 1
                 return []
             m = data["m"]
-            msg = reader.trade(symbol, data["T"], data["p"], data["q"],
-                               (not m) if isinstance(m, bool) else m, data.get("t"), local_ts)
+            if type(m) is not bool:
+                raise Problem("bad field", f"trade 'm' (buyer is maker) is not true/false: {m!r}", symbol)
+            msg = reader.trade(symbol, data["T"], data["p"], data["q"], not m, data.get("t"), local_ts,
+                               numbers=False)
         except KeyError as e:
             raise Problem("missing field", f"missing field {e.args[0]!r}") from None
         return [msg] if msg is not None else []
@@ -146,7 +155,7 @@ class BinanceFeed(Feed):
     def _diff(self, d: dict, local_ts: int) -> list[Message]:
         reader = self.reader
         try:
-            symbol = d["s"]
+            symbol = _symbol(d["s"])
             ts, first, last, prev = d["T"], d["U"], d["u"], d["pu"]
             d["b"], d["a"]  # noqa: B018 - presence check; used by _apply
         except KeyError as e:
@@ -190,7 +199,8 @@ class BinanceFeed(Feed):
             st.last_u = prev  # accepted as continuous by Binance's rule
         elif prev != st.last_u:
             raise Problem("gap", f"gap in update ids of {symbol}: pu={prev} but the previous diff had u={st.last_u}", symbol)
-        msg = self.reader.book_message(False, symbol, d["T"], d["b"], d["a"], None, first, local_ts, "u")
+        msg = self.reader.book_message(False, symbol, d["T"], d["b"], d["a"], None, first, local_ts, "u",
+                                       numbers=False)
         if msg is None:
             return []
         msg.update_id = last
@@ -219,8 +229,11 @@ class BinanceFeed(Feed):
             lid, ts, b, a = obj["lastUpdateId"], obj["T"], obj["bids"], obj["asks"]
         except KeyError as e:
             raise Problem("missing field", f"REST snapshot is missing field {e.args[0]!r}") from None
-        symbol = self.symbol or reader.symbol
-        if symbol is None:  # no stream message yet names the symbol: wait for the first diff
+        # The snapshot names no symbol: it is the symbol of the stream around it. Before any
+        # stream message of a wanted symbol, wait for the first diff; never take symbol= on
+        # trust, or a file of another symbol gives that symbol's book under the asked name.
+        symbol = self.symbol
+        if symbol is None:
             self.deferred = (reader.path, reader.line_no, obj, local_ts)
             return []
         if not reader.want(symbol):
@@ -233,7 +246,7 @@ class BinanceFeed(Feed):
         if st is None:
             st = reader.new_state(symbol, b, a)
         st.last_u = None
-        msg = reader.book_message(True, symbol, ts, b, a, lid, None, local_ts, "lastUpdateId")
+        msg = reader.book_message(True, symbol, ts, b, a, lid, None, local_ts, "lastUpdateId", numbers=False)
         if msg is None:
             return []
         st.lid = lid
@@ -256,7 +269,7 @@ class BinanceFeed(Feed):
             reader.report.ignored_lines += 1
             return []
         try:
-            symbol, u, ts = d["s"], d["u"], d["T"]
+            symbol, u, ts = _symbol(d["s"]), d["u"], d["T"]
             bp, bs, ap, as_ = d["b"], d["B"], d["a"], d["A"]
         except KeyError as e:
             raise Problem("missing field", f"missing field {e.args[0]!r}") from None
@@ -267,10 +280,13 @@ class BinanceFeed(Feed):
         if st is None or st.lid is None:
             reader.report.ignored_lines += 1  # no tick size before the REST snapshot
             return []
+        if type(u) is not int or type(ts) is not int:
+            raise Problem("bad field", "bookTicker 'u'/'T' are not integers", symbol)
         try:
-            (bpt, bsz), (apt, asz) = levels([[bp, bs], [ap, as_]], st.inv, st.pcache)
+            (bpt, bsz), (apt, asz) = levels([[bp, bs], [ap, as_]], st.inv, st.pcache, False)
         except BadLevels:
-            raise Problem("bad value", diagnose_levels([[bp, bs], [ap, as_]], st.inv, st.tick, "bookTicker")) from None
+            raise Problem("bad value", diagnose_levels([[bp, bs], [ap, as_]], st.inv, st.tick, "bookTicker",
+                                                       False)) from None
         reader.report.messages["bbo"] += 1
         return [BookTickerMessage(ts, symbol, u, bpt, bsz, apt, asz, st.tick, local_ts)]
 

@@ -36,6 +36,7 @@ import order_book as _order_book
 from feeds.common import (
     DEFAULT_SYMBOL,
     INF,
+    MAX_LINE_BYTES,
     BadLevels,
     Feed,
     Problem,
@@ -44,7 +45,7 @@ from feeds.common import (
     crossed_reason,
     new_price,
 )
-from feeds.compression import open_binary
+from feeds.compression import DamagedFile, open_binary
 from messages import DeltaMessage, Message
 
 __all__ = ["BybitFeed"]
@@ -130,6 +131,8 @@ class BybitFeed(Feed):
         else:
             raise Problem("unknown message type", f"unknown message type {typ!r}")
         name = data.get("s") or topic_sym
+        if name is not None and type(name) is not str:
+            raise Problem("bad field", f"symbol 's' is not a string: {name!r}")
         symbol = (reader.symbol or DEFAULT_SYMBOL) if name is None else self._qualify(name, prefix)
         if not reader.want(symbol):
             reader.report.ignored_lines += 1
@@ -139,7 +142,10 @@ class BybitFeed(Feed):
         u = data.get("u")
         if u is not None and type(u) is not int:
             raise Problem("bad field", f"'u' is not an integer: {u!r}", symbol)
-        msg = reader.book_message(is_snap, symbol, ts, b, a, u, data.get("seq"), local_ts, "u")
+        seq = data.get("seq")
+        if seq is not None and type(seq) is not int:
+            raise Problem("bad field", f"'seq' is not an integer: {seq!r}", symbol)
+        msg = reader.book_message(is_snap, symbol, ts, b, a, u, seq, local_ts, "u", numbers=False)
         if msg is None:
             return []
         if prefix is None and topic_sym is not None and name == topic_sym:  # plain Bybit v5: fast loop
@@ -155,11 +161,15 @@ class BybitFeed(Feed):
         out = []
         for tr in data:
             try:
-                symbol = self._qualify(tr.get("s") or topic_sym, prefix)
+                name = tr.get("s") or topic_sym
+                if type(name) is not str:
+                    raise Problem("bad field", f"trade symbol 's' is not a string: {name!r}")
+                symbol = self._qualify(name, prefix)
                 if not reader.want(symbol):
                     reader.report.ignored_lines += 1
                     return []
-                msg = reader.trade(symbol, tr["T"], tr["p"], tr["v"], tr["S"], tr.get("i"), local_ts)
+                msg = reader.trade(symbol, tr["T"], tr["p"], tr["v"], tr["S"], tr.get("i"), local_ts,
+                                   numbers=False)
             except KeyError as e:
                 raise Problem("missing field", f"trade is missing field {e.args[0]!r}") from None
             except AttributeError:
@@ -196,13 +206,17 @@ class BybitFeed(Feed):
         xb = reader.ext_book
         apply = xb.apply if xb is not None else None
         n_lines = n_deltas = 0
-        with open_binary(reader.paths[fi]) as fh:
+        limit = MAX_LINE_BYTES
+        with open_binary(reader.paths[fi], reader.path) as fh:
             # no byte offsets here: only Replay's checkpoints need them, and Replay reads
             # through batches()
             line_no = reader.start_pos(fh, fi)[1]
             try:
                 for raw in fh:
                     line_no += 1
+                    if len(raw) > limit:
+                        reader.line_no = line_no
+                        reader.check_length(raw)
                     if (flt is not None and flt not in raw and (keep is None or keep not in raw)
                             and (need is None or need in raw)):
                         if raw.strip():
@@ -223,36 +237,54 @@ class BybitFeed(Feed):
                             u = data.get("u")
                             lu = st.last_u
                             s = data.get("s")
+                            seq = data.get("seq")
                             if (st.synced and type(ts) is int and ts >= st.last_ts and type(u) is int
-                                    and lu is not None and u == lu + 1 and (s == name or s is None)):
+                                    and lu is not None and u == lu + 1 and (s == name or s is None)
+                                    and (type(seq) is int or seq is None)):
                                 pc = st.pcache
                                 inv = st.inv
                                 # feeds.common.levels for both sides: compiled, or inlined here
-                                bids = conv(data.get("b"), inv, pc, new_px) if conv is not None else None
-                                asks = conv(data.get("a"), inv, pc, new_px) if bids is not None else None
+                                bids = conv(data.get("b"), inv, pc, new_px, False) if conv is not None else None
+                                asks = conv(data.get("a"), inv, pc, new_px, False) if bids is not None else None
                                 if asks is None:
                                     get = pc.get
                                     bids = []
                                     asks = []
                                     try:
                                         append = bids.append
-                                        for p, q in data["b"]:
-                                            q = float(q)
-                                            if not 0.0 <= q < inf:  # negative, NaN, inf
+                                        # the number grammar of feeds.common.levels
+                                        # (numbers=False: decimal strings only), inlined
+                                        lvs = data["b"]
+                                        if type(lvs) is not list:
+                                            raise BadLevels  # a dict or string iterates into "levels"
+                                        for lv in lvs:
+                                            if type(lv) is not list:
+                                                raise BadLevels  # "12" unpacks into "1", "2"
+                                            p, q = lv
+                                            if not (type(q) is str and q.isascii() and q.replace(".", "", 1).isdigit()):
                                                 raise BadLevels
-                                            p = get(p) or new_px(p, inv, pc)
-                                            append((p, q))
+                                            x = float(q)
+                                            if not 0.0 < x < inf and (x or q.strip("0.")):
+                                                raise BadLevels
+                                            append((get(p) or new_px(p, inv, pc, False), x))
                                         append = asks.append
-                                        for p, q in data["a"]:
-                                            q = float(q)
-                                            if not 0.0 <= q < inf:
+                                        lvs = data["a"]
+                                        if type(lvs) is not list:
+                                            raise BadLevels  # a dict or string iterates into "levels"
+                                        for lv in lvs:
+                                            if type(lv) is not list:
+                                                raise BadLevels  # "12" unpacks into "1", "2"
+                                            p, q = lv
+                                            if not (type(q) is str and q.isascii() and q.replace(".", "", 1).isdigit()):
                                                 raise BadLevels
-                                            p = get(p) or new_px(p, inv, pc)
-                                            append((p, q))
+                                            x = float(q)
+                                            if not 0.0 < x < inf and (x or q.strip("0.")):
+                                                raise BadLevels
+                                            append((get(p) or new_px(p, inv, pc, False), x))
                                     except (BadLevels, KeyError, TypeError, ValueError, OverflowError):
                                         bids = None  # the general path words it
                                 if bids is not None:
-                                    msg = delta_cls(ts, symbol, bids, asks, u, st.tick, None, data.get("seq"))
+                                    msg = delta_cls(ts, symbol, bids, asks, u, st.tick, None, seq)
                                     n_lines += 1
                                     if xb is not None:
                                         apply(msg)
@@ -290,6 +322,8 @@ class BybitFeed(Feed):
                         apply = xb.apply if xb is not None else None
             except SeveralSymbols:
                 raise reader.several_error() from None
+            except DamagedFile as e:
+                raise reader.damaged(e, line_no) from None
             finally:
                 if n_deltas:
                     rep.messages["delta"] += n_deltas

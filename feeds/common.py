@@ -8,9 +8,12 @@ venue module holds only its format. Names (internal to the data layer except whe
   see ``feeds/__init__.py`` for how to add a venue).
 - ``infer_tick_size``, ``price_to_ticks`` (public via ``data_processor``): the tick-size rule;
   ``inverse_tick``: ``1 / tick`` in decimal.
-- ``levels(raw, inv, cache)``: ``[[price, size], ...]`` -> ``[(ticks, size), ...]``, raising
-  ``BadLevels`` on any defect; ``diagnose_levels`` words the defect; ``new_price`` converts
-  and checks one price text (the compiled ``_speedups.levels`` calls it back).
+- ``levels(raw, inv, cache, numbers=True)``: ``[[price, size], ...]`` -> ``[(ticks, size), ...]``,
+  raising ``BadLevels`` on any defect; ``diagnose_levels`` words the defect; ``new_price``
+  converts and checks one price text (the compiled ``_speedups.levels`` calls it back).
+- The feeds' number grammar: ``is_plain_decimal``, ``parse_size`` (a decimal string, or a JSON
+  number where the venue sends them; never ``true``, ``"1_00.1"``, ``" +1 "``, other digits or
+  an underflow to 0); ``MAX_TICKS``: prices above it are refused (docs/reliability.md).
 - ``SymState``: per-symbol loader state (tick, update-id continuity, sync, light book).
 - ``Problem``: one bad record (kind, reason, symbol); ``SeveralSymbols``: a second symbol
   appeared while ``symbol=None``; ``crossed_reason``: the crossing problem's text.
@@ -34,9 +37,9 @@ if TYPE_CHECKING:
     from feeds.reader import Reader
 
 __all__ = [
-    "DEFAULT_SYMBOL", "NO_ASK", "NO_BID", "BadLevels", "Feed", "LoadReport", "Problem",
-    "SeveralSymbols", "SymState", "crossed_reason", "diagnose_levels", "infer_tick_size",
-    "inverse_tick", "levels", "new_price", "price_to_ticks",
+    "DEFAULT_SYMBOL", "MAX_LINE_BYTES", "NO_ASK", "NO_BID", "BadLevels", "Feed", "LoadReport", "Problem",
+    "MAX_TICKS", "SeveralSymbols", "SymState", "crossed_reason", "diagnose_levels", "infer_tick_size",
+    "inverse_tick", "is_plain_decimal", "levels", "new_price", "parse_size", "price_to_ticks",
 ]
 
 DEFAULT_SYMBOL = "UNKNOWN"
@@ -46,6 +49,10 @@ INF = math.inf
 GRID_TOL = 1e-6  # a price further than this (in ticks) from an integer is off the tick grid
 _CACHE_LIMIT = 65_536  # distinct price texts kept per symbol before the cache is cleared
 _MIN_LEVELS_FOR_GCD = 20  # fewer distinct snapshot prices: the tick is 10**-decimals, not the gcd
+MAX_LINE_BYTES = 16 << 20
+"""Longest line (bytes) the reader parses: 20 times the longest line of the real recordings (the
+790 KB REST instrument list of the cryptofeed Bybit capture; book lines are at most 42 KB, a
+Binance REST snapshot); parsing a line takes ~25 times its size in memory."""
 NO_BID = -1  # best bid of an empty bid side in the crossing test (tick prices are > 0)
 NO_ASK = 1 << 62  # best ask of an empty ask side
 
@@ -209,7 +216,8 @@ def price_to_ticks(price: str | float, tick_size: float) -> int:
         ``round(price / tick_size)``.
 
     Raises:
-        ValueError: not a finite positive number, or off the tick grid.
+        ValueError: not a number of the feeds' grammar (``parse_size``), not positive, above
+            ``MAX_TICKS`` ticks, or off the tick grid.
 
     >>> price_to_ticks("65114.20", 0.1)
     651142
@@ -218,57 +226,143 @@ def price_to_ticks(price: str | float, tick_size: float) -> int:
     ...
     ValueError: price '65114.25' is off the tick grid (tick size 0.1)
     """
-    x = float(price) * inverse_tick(tick_size)
-    if not math.isfinite(x) or x <= 0:
-        raise ValueError(f"price {price!r} is not a finite positive number")
-    r = round(x)
-    if abs(x - r) > GRID_TOL:
-        raise ValueError(f"price {price!r} is off the tick grid (tick size {tick_size})")
-    return r
+    try:
+        return new_price(price, inverse_tick(tick_size), {})
+    except BadLevels:
+        reason = _level_defect(price, "1", inverse_tick(tick_size), tick_size, "price")
+        if reason is not None and "off the tick grid" in reason:
+            raise ValueError(f"price {price!r} is off the tick grid (tick size {tick_size})") from None
+        raise ValueError(f"price {price!r} is not a finite positive number on the grammar of the feeds"
+                         f" ({reason})") from None
 
 
-def levels(raw: Any, inv: float, cache: dict) -> list[tuple[int, float]]:
+def is_plain_decimal(text: str) -> bool:
+    """Whether ``text`` is a plain decimal: ASCII digits with at most one ``.``.
+
+    No sign, exponent, blank, underscore or other script's digits: the only string form of a
+    number the feeds send.
+
+    >>> [is_plain_decimal(t) for t in ("65114.20", "7", ".5", "1_00.1", " +1 ", "1e-4", "\u0661", ".")]
+    [True, True, True, False, False, False, False, False]
+    """
+    return text.isascii() and text.replace(".", "", 1).isdigit()
+
+
+def parse_size(s: Any, numbers: bool = True) -> float:
+    """One size of the feed as a float, by the feeds' number grammar (``BadLevels`` otherwise).
+
+    Grammar: a plain decimal string (``is_plain_decimal``), or, where the venue sends them
+    (``numbers=True``), a JSON number (``int``/``float``, never ``true``/``false``). The value
+    must be finite, and a text that is not all zeros must not underflow to ``0.0`` (``"1e-400"``
+    is refused by the grammar, ``"0.000...001"`` with 400 zeros by the underflow rule).
+
+    >>> parse_size("0.004"), parse_size(3)
+    (0.004, 3.0)
+    >>> parse_size(True)
+    Traceback (most recent call last):
+    ...
+    feeds.common.BadLevels
+    """
+    t = type(s)
+    if t is str:
+        if not (s.isascii() and s.replace(".", "", 1).isdigit()):
+            raise BadLevels
+        q = float(s)
+        if q == 0.0 and s.strip("0."):  # a nonzero text below the smallest double
+            raise BadLevels
+    elif numbers and (t is float or t is int):
+        try:
+            q = float(s)
+        except OverflowError:
+            raise BadLevels from None
+    else:
+        raise BadLevels
+    if not 0.0 <= q < INF:  # negative, NaN, inf
+        raise BadLevels
+    return q
+
+
+def levels(raw: Any, inv: float, cache: dict, numbers: bool = True) -> list[tuple[int, float]]:
     """Fast path: ``[[price, size], ...]`` → ``[(ticks, size), ...]``; ``BadLevels`` on any defect.
 
     The compiled ``_speedups.levels`` runs first when built; it returns ``None`` for anything
     it does not handle exactly like this loop, which then decides. Prices repeat (a book lives
-    near the mid), so each distinct price text is converted and checked (finite, positive, on
-    the tick grid) once and then looked up in ``cache``; every size must be finite and >= 0
-    (the chained comparison also refuses NaN). One plain loop: cheaper than several C-level
-    passes on short delta lists (docs/CONTRACTS.md). The slow ``diagnose_levels`` only words
-    errors.
+    near the mid), so each distinct price text is converted and checked (grammar, positive,
+    exactly on the tick grid, below ``MAX_TICKS``) once by ``new_price`` and then looked up in
+    ``cache``; every size follows the grammar of ``parse_size`` (inlined here: it is the hot
+    loop). ``numbers=False``: only decimal strings (Bybit, Binance send nothing else). One plain
+    loop: cheaper than several C-level passes on short delta lists (docs/CONTRACTS.md). The slow
+    ``diagnose_levels`` only words errors.
 
     >>> levels([["100.5", "2"], ["100.0", "0"]], 10.0, {})
     [(1005, 2.0), (1000, 0.0)]
     """
     sp = _order_book.SPEEDUPS
     if sp is not None:  # the same loop compiled; None: this loop decides (and words any defect)
-        out = sp.levels(raw, inv, cache, new_price)
+        out = sp.levels(raw, inv, cache, new_price, numbers)
         if out is not None:
             return out
-    if not raw:
-        if raw is None or isinstance(raw, list):
+    if type(raw) is not list and type(raw) is not tuple:
+        if raw is None and numbers:  # a venue sending JSON numbers may send null for an empty side
             return []
-        raise BadLevels
+        raise BadLevels  # a dict or a string would iterate (keys, characters) into "levels"
     get = cache.get
     out: list[tuple[int, float]] = []
     append = out.append
     try:
-        for p, s in raw:
-            s = float(s)
-            if not 0.0 <= s < INF:  # negative, NaN, inf
+        if not numbers:  # strings only: the cache holds only string keys, no type test on prices
+            for lv in raw:
+                if type(lv) is not list and type(lv) is not tuple:
+                    raise BadLevels  # "12" would unpack into price "1", size "2"
+                p, s = lv
+                if not (type(s) is str and s.isascii() and s.replace(".", "", 1).isdigit()):
+                    raise BadLevels
+                q = float(s)
+                if not 0.0 < q < INF and (q or s.strip("0.")):  # inf, or a nonzero text underflowing to 0
+                    raise BadLevels
+                append((get(p) or new_price(p, inv, cache, False), q))
+            return out
+        for lv in raw:
+            if type(lv) is not list and type(lv) is not tuple:
                 raise BadLevels
-            append((get(p) or new_price(p, inv, cache), s))
+            p, s = lv
+            q = parse_size(s, True)
+            if type(p) is not str and type(p) is not float and type(p) is not int:
+                raise BadLevels  # a bool would find the cached int 1
+            append((get(p) or new_price(p, inv, cache, True), q))
     except (TypeError, ValueError, OverflowError):
         raise BadLevels from None
     return out
 
 
-def new_price(p: Any, inv: float, cache: dict) -> int:
-    """Convert and check one price text not yet in ``cache`` (``BadLevels`` on a defect)."""
+MAX_TICKS = 1 << 53
+"""Largest price in ticks: every tick count up to it, and ``ticks * 2**k``, is exact in a double
+(a price of ``1e20`` with a 0.1 tick is refused, not stored inexactly)."""
+
+
+def new_price(p: Any, inv: float, cache: dict, numbers: bool = True) -> int:
+    """Convert and check one price not yet in ``cache`` (``BadLevels`` on a defect).
+
+    The price must follow the grammar of ``parse_size``, be positive, below ``MAX_TICKS`` and on
+    the tick grid: within ``GRID_TOL`` in floating point and, where ``inv`` is an integer (ticks
+    of ``10**-d``, ``0.5``, ``0.25``, ... ), exactly in decimal arithmetic.
+    """
+    t = type(p)
+    if t is str:
+        if not (p.isascii() and p.replace(".", "", 1).isdigit()):
+            raise BadLevels
+        exact: Decimal | None = Decimal(p)
+    elif numbers and (t is float or t is int):
+        exact = Decimal(repr(p)) if t is float else Decimal(p)  # the JSON text's value
+    else:
+        raise BadLevels
     x = float(p) * inv
+    if not 0.0 < x < MAX_TICKS:
+        raise BadLevels
     r = round(x)
     if not (abs(x - r) <= GRID_TOL and r > 0):
+        raise BadLevels
+    if inv.is_integer() and exact * int(inv) != r:  # exact decimal check (no 1e-6 slack)
         raise BadLevels
     if len(cache) >= _CACHE_LIMIT:  # bounded: memory stays flat
         cache.clear()
@@ -276,7 +370,7 @@ def new_price(p: Any, inv: float, cache: dict) -> int:
     return r
 
 
-def diagnose_levels(raw: Any, inv: float, tick_size: float, side: str) -> str:
+def diagnose_levels(raw: Any, inv: float, tick_size: float, side: str, numbers: bool = True) -> str:
     """Word the first defect of a level list (slow path of ``levels``).
 
     >>> diagnose_levels([["100.05", "1"]], 10.0, 0.1, "b")
@@ -287,33 +381,46 @@ def diagnose_levels(raw: Any, inv: float, tick_size: float, side: str) -> str:
     for i, level in enumerate(raw):
         if not isinstance(level, list | tuple) or len(level) != 2:
             return f"'{side}' level {i} is not a [price, size] pair: {level!r}"
-        reason = _level_defect(level[0], level[1], inv, tick_size, side)
+        reason = _level_defect(level[0], level[1], inv, tick_size, side, numbers)
         if reason is not None:
             return reason
     return f"invalid levels in '{side}'"
 
 
-def _level_defect(p: Any, s: Any, inv: float, tick_size: float, side: str) -> str | None:
+def _level_defect(p: Any, s: Any, inv: float, tick_size: float, side: str,
+                  numbers: bool = True) -> str | None:
     """The defect of one ``[price, size]`` level, or None."""
+    grammar = "a decimal string" + (" or a JSON number" if numbers else "")
+    for what, v in (("price", p), ("size", s)):
+        t = type(v)
+        if t is str:
+            if v[:1] == "-" and is_plain_decimal(v[1:]):
+                return f"negative {what} {v!r} in '{side}'"
+            if not is_plain_decimal(v):
+                return f"{what} {v!r} in '{side}' is not {grammar} (digits and one '.')"
+        elif not (numbers and (t is float or t is int)):
+            return f"{what} {v!r} in '{side}' is not {grammar}"
     try:
         x = float(p) * inv
-    except (TypeError, ValueError):
-        return f"non-numeric price {p!r} in '{side}'"
-    try:
         q = float(s)
-    except (TypeError, ValueError):
-        return f"non-numeric size {s!r} in '{side}'"
-    if math.isnan(x):
-        return f"NaN price {p!r} in '{side}'"
-    if math.isnan(q):
-        return f"NaN size {s!r} in '{side}'"
+    except OverflowError:
+        return f"number {p!r} or {s!r} in '{side}' is too large"
+    if q == 0.0 and type(s) is str and s.strip("0."):
+        return f"size {s!r} in '{side}' is too small for a double (underflows to 0)"
     if not math.isfinite(x) or x <= 0:
-        return f"negative, zero or infinite price {p!r} in '{side}'"
-    if q < 0 or not math.isfinite(q):
-        return f"negative or infinite size {s!r} in '{side}'"
-    if abs(x - round(x)) > GRID_TOL:
+        return f"zero or too large price {p!r} in '{side}'"
+    if not math.isfinite(q):
+        return f"too large size {s!r} in '{side}'"
+    if x >= MAX_TICKS:
+        return f"price {p!r} in '{side}' is {x:.3g} ticks, above {MAX_TICKS} (not exact in a double)"
+    if abs(x - round(x)) > GRID_TOL or (inv.is_integer() and _exact(p) * int(inv) != round(x)):
         return f"price {p!r} in '{side}' is off the tick grid (tick size {tick_size})"
     return None
+
+
+def _exact(v: Any) -> Decimal:
+    """The decimal value of a number of the grammar as written."""
+    return Decimal(repr(v)) if type(v) is float else Decimal(v)
 
 
 # --------------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ Names: ``CryptofeedFeed`` (v3), ``CryptofeedV1Feed`` (v1).
 from __future__ import annotations
 
 import logging
+import math
 import re
 from typing import Any
 
@@ -219,13 +220,20 @@ class CryptofeedFeed(_Capture):
         reader = self.reader
         obj = reader.loads(raw)
         t = obj.get("t")
+        if t is not None and type(t) is not str:
+            raise Problem("bad field", f"cryptofeed record type 't' is not a string: {t!r}")
         if t == "recv":
             try:
                 conn, payload, ts = obj["conn"], obj["data"], obj["ts"]
             except KeyError as e:
                 raise Problem("missing field", f"missing field {e.args[0]!r}") from None
-            local_ts = int(ts * 1e9) if isinstance(ts, int | float) else None
-            return self.payload(conn, payload, local_ts)
+            if type(conn) is not str:
+                raise Problem("bad field", f"cryptofeed 'conn' is not a string: {conn!r}")
+            return self.payload(conn, payload, _receive_ns(ts))
+        if t in ("connect", "disconnect"):
+            conn, addr = obj.get("conn"), obj.get("addr") or ""
+            if (conn is not None and type(conn) is not str) or type(addr) is not str:
+                raise Problem("bad field", f"cryptofeed 'conn'/'addr' are not strings: {conn!r}, {addr!r}")
         if t == "connect":
             conn = obj.get("conn")
             if conn:
@@ -266,10 +274,19 @@ class CryptofeedFeed(_Capture):
         data = obj.get("data")
         if not isinstance(ts, int | float) or not isinstance(data, str):
             raise Problem("bad field", "Binance REST snapshot record without a numeric 'ts' and a text 'data'")
+        ts = _receive_ns(ts) / 1e9  # refuses NaN, inf, 1e308, a bool
         m = re.search(r"[?&]symbol=([A-Za-z0-9_]+)", str(obj.get("url")))
         if m:  # the URL names the snapshot's symbol (several symbols may share the stream)
             self.subs["binance"].symbol = m.group(1).upper()
         return self._mark(self.subs["binance"].parse(b"%d %s" % (int(ts * 1e9), data.encode())), str(obj.get("conn")))
+
+
+def _receive_ns(ts: Any) -> int:
+    """A capture's receive time ``ts`` (seconds) in ns; ``Problem`` unless a finite time >= 0."""
+    t = ts * 1e9 if type(ts) is int or type(ts) is float else math.nan
+    if not 0.0 <= t < 1e20:  # NaN, inf, negative, a bool, a string, ...
+        raise Problem("bad field", f"cryptofeed 'ts' is not a receive time in seconds: {ts!r}")
+    return int(t)
 
 
 class CryptofeedV1Feed(_Capture):

@@ -27,8 +27,7 @@ import orjson
 from feeds import detect_feed
 from feeds.bybit import BybitFeed
 from feeds.common import (
-    GRID_TOL,
-    INF,
+    MAX_LINE_BYTES,
     NO_ASK,
     NO_BID,
     BadLevels,
@@ -41,8 +40,10 @@ from feeds.common import (
     diagnose_levels,
     infer_tick_size,
     levels,
+    new_price,
+    parse_size,
 )
-from feeds.compression import open_binary
+from feeds.compression import DamagedFile, open_binary
 from messages import DataFormatError, DeltaMessage, Message, SnapshotMessage, TradeMessage
 
 __all__ = ["Reader", "scan_symbols"]
@@ -69,6 +70,7 @@ class Reader:
         extra: dict | None = None,
         book: Any = None,
         make_book: bool = False,
+        names: list[Path] | None = None,
     ) -> None:
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -96,7 +98,10 @@ class Reader:
         self.file_idx = 0
         self.offset = 0
         self.line_no = 0
-        self.path: Path = paths[0]
+        # the files as errors name them: the user's files where ``paths`` are decompressed
+        # copies in the cache (Replay)
+        self.shown = list(names) if names is not None else list(paths)
+        self.path: Path = self.shown[0]
         self.filter = symbol.rpartition(":")[2].encode() if symbol else None
 
     # -- parsers ---------------------------------------------------------------------------
@@ -196,28 +201,45 @@ class Reader:
 
     def _open_file(self, fi: int) -> Feed | None:
         """Make file ``fi`` current; its parser, or None (reported) for an empty file."""
-        path = self.paths[fi]
-        self.file_idx, self.path = fi, path
-        cls = self._file_format(path)
+        self.file_idx, self.path = fi, self.shown[fi]
+        cls = self._file_format(self.paths[fi])
         if cls is None:
             self.problem("empty file", "empty file", line=None)
             return None
         return self.feed(cls)
 
     def _file_format(self, path: Path) -> type[Feed] | None:
-        with open_binary(path) as fh:
-            for i, raw in enumerate(fh, 1):
-                if raw.strip():
-                    self.line_no = i
-                    try:
-                        return detect_feed(path, raw, i)
-                    except DataFormatError as e:
-                        if raw[-1:] != b"\n":
-                            raise DataFormatError(path, i, "truncated last line (no trailing newline, unparsable)") from None
-                        if self.skip:
-                            return BybitFeed  # the line is reported again by the main loop
-                        raise e
+        shown = self.path
+        i = 0
+        with open_binary(path, shown) as fh:
+            try:
+                for i, raw in enumerate(fh, 1):
+                    if raw.strip():
+                        self.line_no = i
+                        self.check_length(raw)
+                        try:
+                            return detect_feed(shown, raw, i)
+                        except DataFormatError as e:
+                            if raw[-1:] != b"\n":
+                                raise DataFormatError(shown, i, "truncated last line (no trailing newline, unparsable)") from None
+                            if self.skip:
+                                return BybitFeed  # the line is reported again by the main loop
+                            raise e
+            except DamagedFile as e:
+                raise self.damaged(e, i) from None
         return None
+
+    def damaged(self, e: DamagedFile, line_no: int) -> DamagedFile:
+        """``e`` naming the current file and the last line read before the damage."""
+        read = f"lines 1-{line_no} were read before it" if line_no else "no complete line was read before it"
+        return DamagedFile(self.path, None, f"{e.reason}; {read}")
+
+    def check_length(self, raw: bytes) -> None:
+        """Refuse a line longer than ``MAX_LINE_BYTES`` (before it is parsed)."""
+        if len(raw) > MAX_LINE_BYTES:
+            raise DataFormatError(self.path, self.line_no,
+                                  f"line of {len(raw):,} bytes is longer than the {MAX_LINE_BYTES:,} bytes "
+                                  "a record may have (not a line-per-record file, or a damaged one?)")
 
     def start_pos(self, fh: BinaryIO, fi: int) -> tuple[int, int]:
         """(byte offset, line number) to start file ``fi`` at (a checkpoint's, or the top)."""
@@ -251,29 +273,35 @@ class Reader:
         flt, keep, need = self.filter, feed.keep, feed.need
         drop = feed.drop()
         general = self.general
-        with open_binary(self.paths[fi]) as fh:
+        limit = MAX_LINE_BYTES
+        with open_binary(self.paths[fi], self.path) as fh:
             offset, line_no = self.start_pos(fh, fi)
-            for raw in fh:
-                line_no += 1
-                offset += len(raw)
-                self.line_no = line_no
-                self.offset = offset
-                if drop is not None and drop in raw and raw[-1:] == b"\n":
-                    rep.ignored_lines += 1
-                    rep.lines += 1
-                    continue
-                if (flt is not None and flt not in raw and (keep is None or keep not in raw)
-                        and (need is None or need in raw)):
-                    if raw.strip():
+            try:  # around the loop: only reading ``fh`` raises DamagedFile
+                for raw in fh:
+                    line_no += 1
+                    offset += len(raw)
+                    self.line_no = line_no
+                    self.offset = offset
+                    if len(raw) > limit:
+                        self.check_length(raw)
+                    if drop is not None and drop in raw and raw[-1:] == b"\n":
                         rep.ignored_lines += 1
                         rep.lines += 1
-                    continue
-                if not raw.strip():
-                    continue
-                rep.lines += 1
-                out = general(raw, handler, raw)
-                if out:
-                    yield out
+                        continue
+                    if (flt is not None and flt not in raw and (keep is None or keep not in raw)
+                            and (need is None or need in raw)):
+                        if raw.strip():
+                            rep.ignored_lines += 1
+                            rep.lines += 1
+                        continue
+                    if not raw.strip():
+                        continue
+                    rep.lines += 1
+                    out = general(raw, handler, raw)
+                    if out:
+                        yield out
+            except DamagedFile as e:
+                raise self.damaged(e, line_no) from None
 
     # -- messages: one by one (load_messages, replay) ----------------------------------------
     def messages(self, pairs: bool = False) -> Iterator[Any]:
@@ -366,12 +394,15 @@ class Reader:
         return st
 
     def book_message(self, is_snap: bool, symbol: str, ts: int, b: Any, a: Any, u: int | None,
-                     seq: int | None, local_ts: int | None, u_name: str) -> Message | None:
+                     seq: int | None, local_ts: int | None, u_name: str, *,
+                     numbers: bool = True) -> Message | None:
         """Validate, convert and apply one book message against its symbol's state.
 
         The rules every venue shares: a delta needs an earlier snapshot (else counted as
         dropped), time never goes back, update ids ``u`` (where given) follow each other, levels
-        are clean and on the tick grid, and the book is not crossed afterwards.
+        are clean and on the tick grid, and the book is not crossed afterwards. ``numbers``:
+        whether the venue may send prices and sizes as JSON numbers (else decimal strings
+        only; ``feeds.common.parse_size``).
 
         Returns:
             The message, or None (a dropped delta).
@@ -394,12 +425,12 @@ class Reader:
                 raise Problem("gap", f"gap in update ids of {symbol}: {u_name}={u} after {st.last_u} (expected {st.last_u + 1})", symbol)
         inv = st.inv
         try:
-            bids = levels(b, inv, st.pcache)
-            asks = levels(a, inv, st.pcache)
+            bids = levels(b, inv, st.pcache, numbers)
+            asks = levels(a, inv, st.pcache, numbers)
         except BadLevels:
-            reason = diagnose_levels(b, inv, st.tick, "b")
+            reason = diagnose_levels(b, inv, st.tick, "b", numbers)
             if reason == "invalid levels in 'b'":
-                reason = diagnose_levels(a, inv, st.tick, "a")
+                reason = diagnose_levels(a, inv, st.tick, "a", numbers)
             raise Problem("bad value", reason, symbol) from None
         if is_snap:
             msg: Message = SnapshotMessage(ts, symbol, bids, asks, u, st.tick, local_ts, seq)
@@ -449,11 +480,12 @@ class Reader:
             raise Problem("crossed", crossed_reason(msg.symbol, bid, ask), msg.symbol)
 
     def trade(self, symbol: str, ts: Any, p: Any, v: Any, side_text: Any, tid: Any,
-              local_ts: int | None) -> TradeMessage | None:
+              local_ts: int | None, *, numbers: bool = True) -> TradeMessage | None:
         """Validate and convert one trade (None: dropped, its symbol's tick size is unknown).
 
         ``side_text``: ``"Buy"``/``True`` for a buyer-initiated trade, ``"Sell"``/``False``
-        for a seller-initiated one.
+        for a seller-initiated one. Price and size follow the feeds' number grammar
+        (``feeds.common.parse_size``; ``numbers``: JSON numbers allowed).
         """
         if side_text == "Buy" or side_text is True:
             side = 1
@@ -471,15 +503,12 @@ class Reader:
                 return None
             st = self.states[symbol] = SymState(tick)
         try:
-            x = float(p) * st.inv
-            q = float(v)
-            r = round(x)
-        except (TypeError, ValueError, OverflowError):
-            raise Problem("bad value", diagnose_levels([[p, v]], st.inv, st.tick, "trade")) from None
-        if abs(x - r) > GRID_TOL or r <= 0 or not (0.0 < q < INF):
-            if q == 0.0 and r > 0 and abs(x - r) <= GRID_TOL:
-                raise Problem("bad value", f"trade size is zero: {v!r}")
-            raise Problem("bad value", diagnose_levels([[p, v]], st.inv, st.tick, "trade"))
+            q = parse_size(v, numbers)
+            r = (st.pcache.get(p) if type(p) is str else None) or new_price(p, st.inv, st.pcache, numbers)
+        except BadLevels:
+            raise Problem("bad value", diagnose_levels([[p, v]], st.inv, st.tick, "trade", numbers)) from None
+        if q == 0.0:
+            raise Problem("bad value", f"trade size is zero: {v!r}")
         self.report.messages["trade"] += 1
         return TradeMessage(ts, symbol, r, q, side, st.tick, None if tid is None else str(tid), local_ts)
 

@@ -184,12 +184,12 @@ BAD = [
     ("topic not a string", [SNAP, {"topic": ["orderbook.50.BTCUSDT"], "type": "delta", "ts": 1100,
                                     "data": {"s": "BTCUSDT", "b": [], "a": [], "u": 2}}], 2, "'topic' is not a string"),
     ("unknown topic", [SNAP, {"topic": "weird.BTCUSDT", "type": "snapshot", "ts": 1, "data": {}}], 2, "unknown message type"),
-    ("non-numeric price", [SNAP, delta(1100, 2, [["abc", "1"]], [])], 2, "non-numeric price 'abc'"),
-    ("non-numeric size", [SNAP, delta(1100, 2, [["99.0", "x"]], [])], 2, "non-numeric size 'x'"),
-    ("NaN price", [SNAP, delta(1100, 2, [], [["NaN", "1"]])], 2, "NaN price"),
-    ("NaN size", [SNAP, delta(1100, 2, [["99.0", "nan"]], [])], 2, "NaN size"),
-    ("negative price", [SNAP, delta(1100, 2, [["-99.0", "1"]], [])], 2, "negative, zero or infinite price"),
-    ("negative size", [SNAP, delta(1100, 2, [["99.0", "-1"]], [])], 2, "negative or infinite size"),
+    ("non-numeric price", [SNAP, delta(1100, 2, [["abc", "1"]], [])], 2, "price 'abc' in 'b' is not a decimal string"),
+    ("non-numeric size", [SNAP, delta(1100, 2, [["99.0", "x"]], [])], 2, "size 'x' in 'b' is not a decimal string"),
+    ("NaN price", [SNAP, delta(1100, 2, [], [["NaN", "1"]])], 2, "price 'NaN' in 'a' is not a decimal string"),
+    ("NaN size", [SNAP, delta(1100, 2, [["99.0", "nan"]], [])], 2, "size 'nan' in 'b' is not a decimal string"),
+    ("negative price", [SNAP, delta(1100, 2, [["-99.0", "1"]], [])], 2, "negative price '-99.0'"),
+    ("negative size", [SNAP, delta(1100, 2, [["99.0", "-1"]], [])], 2, "negative size '-1'"),
     ("off tick grid", [SNAP, delta(1100, 2, [["99.05", "1"]], [])], 2, "off the tick grid"),
     ("bad trade price", [SNAP, trade(1100, "1e400", "1")], 2, "price"),
     ("bad trade side", [SNAP, trade(1100, "100.0", "1", side="Hold")], 2, "side"),
@@ -977,6 +977,6 @@ def test_cli_bad_usage_one_line_no_traceback(args):
 def test_cli_bad_out_suffix_and_period(tmp_path):
     src = write(tmp_path, lines_of(*good_stream()))
     res = run_cli("export", src, "--out", tmp_path / "x.txt")
-    assert res.returncode == 1 and ".csv or .parquet" in res.stderr
+    assert res.returncode == 2 and ".csv or .parquet" in res.stderr
     res = run_cli("export", src, "--out", tmp_path / "x.csv", "--every", "soon")
-    assert res.returncode == 1 and "cannot parse period" in res.stderr
+    assert res.returncode == 2 and "cannot parse period" in res.stderr

@@ -89,6 +89,7 @@ def _flatten_saved_model(src: Path, dst: Path) -> Path:
     env_meta = orjson.loads((dst / "env_config.json").read_bytes())
     env_meta["env_config"] = utils.flat_dict(utils.dataclass_from_dict(EnvConfig, env_meta["env_config"]))
     (dst / "env_config.json").write_bytes(orjson.dumps(env_meta))
+    (dst / "manifest.json").unlink()  # those versions wrote no manifest (manifest.py)
     return dst
 
 

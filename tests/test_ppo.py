@@ -296,6 +296,7 @@ def test_config_saved_nested_and_agent_saved_flat_by_older_versions_loads(tmp_pa
     nested = meta["config"]
     meta["config"] = {**{k: v for k, v in nested.items() if k != "net"}, **nested["net"]}
     (tmp_path / "a" / "agent.json").write_bytes(orjson.dumps(meta))
+    (tmp_path / "a" / "manifest.json").unlink()  # that version wrote no manifest (manifest.py)
     loaded = PPOAgent.load(tmp_path / "a")
     assert loaded.config == cfg
     obs = np.array([[0.1, -0.2]], np.float32)

@@ -187,6 +187,7 @@ def test_nan_loss_stops_and_keeps_checkpoint(tmp_path):
         num_updates, num_timesteps = 3, 192
 
     (tmp_path / "checkpoints" / "update_000002").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "update_000002" / "agent.json").write_bytes(b"{}")  # a saved agent (no manifest: read as saved before manifests)
     (tmp_path / "checkpoints" / "latest.json").write_bytes(orjson.dumps({"checkpoint": "update_000002"}))
     mon = train.TrainingMonitor(tmp_path, train.TrainSettings(), {}, None, 1000, progress=False)
     try:
