@@ -442,7 +442,7 @@ def _as_policy(p: Any) -> Any:
     if isinstance(p, PPOAgent):
         return AgentPolicy(p)
     if isinstance(p, str | Path):
-        return AgentPolicy(PPOAgent.load(p))
+        return AgentPolicy(PPOAgent.load(p, optimizer=False))
     if not (hasattr(p, "act") and hasattr(p, "reset")):
         raise TypeError(f"not a policy (needs reset() and act(obs, info)), a PPOAgent or a saved agent's "
                         f"folder: {p!r}")

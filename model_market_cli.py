@@ -108,7 +108,15 @@ def env_of_run(env: str | None, resume: str | None) -> str:
     if not resume:
         return env or "market"
     params_file = Path(resume) / "params.json"
-    saved = orjson.loads(params_file.read_bytes()).get("env", "market") if params_file.is_file() else "market"
+    saved = "market"
+    if params_file.is_file():
+        try:
+            params = orjson.loads(params_file.read_bytes())
+        except orjson.JSONDecodeError as e:
+            raise utils.CliError(f"{params_file}: not valid JSON ({e}); the file is damaged") from None
+        if not isinstance(params, dict):
+            raise utils.CliError(f"{params_file}: not a run's parameters (a JSON {type(params).__name__})")
+        saved = params.get("env", "market")
     if env not in (None, saved):
         raise utils.CliError(f"--resume {resume} is an --env {saved} run, not --env {env}")
     return saved

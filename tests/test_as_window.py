@@ -129,3 +129,14 @@ def test_train_and_evaluate_conv_lstm_in_the_model_market(tmp_path):
     final = pd.read_csv(run / "evaluation" / "evaluation_summary.csv")
     again = pd.read_csv(next((tmp_path / "ev").iterdir()) / "evaluation_summary.csv")
     pd.testing.assert_frame_equal(final, again)
+
+
+def test_resume_of_a_damaged_params_json_names_the_file(tmp_path, capsys):
+    import train
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "params.json").write_text('{"env": "as_mod')
+    rc = train.main(["--resume", str(run)])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{run / 'params.json'}: not valid JSON" in err and err.count("\n") == 1, err
