@@ -453,7 +453,7 @@ def data_entry(paths: Sequence[Path], time_range: Sequence[float]) -> dict[str, 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, dict[str, str]]]:
     """The parser and the ``{config name: {dest: field}}`` maps of the generated flags."""
     from event_driven_env import EnvConfig
-    from ppo_agent import PPOConfig
+    from ppo_config import PPOConfig
 
     p = utils.OneLineErrorParser(
         prog="train.py",
@@ -534,7 +534,7 @@ def _data_split(args: argparse.Namespace) -> tuple[list[Path], list[Path], tuple
 
 def _resolve_new_run(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> dict[str, Any]:
     from event_driven_env import EnvConfig
-    from ppo_agent import PPOConfig
+    from ppo_config import PPOConfig
 
     settings = utils.dataclass_from_args(TrainSettings, args, maps["train"])
     train_files, eval_files, train_range, eval_range = _data_split(args)
@@ -549,7 +549,7 @@ def _resolve_new_run(args: argparse.Namespace, maps: dict[str, dict[str, str]]) 
 
 def _resume_run(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> tuple[Path, dict[str, Any], dict]:
     from event_driven_env import EnvConfig
-    from ppo_agent import PPOConfig
+    from ppo_config import PPOConfig
 
     run_dir = Path(args.resume)
     params_file = run_dir / "params.json"
@@ -847,7 +847,7 @@ def _resolve_as_run(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -
 def _resume_as_run(args: argparse.Namespace, maps: dict[str, dict[str, str]]
                    ) -> tuple[Path, dict[str, Any], dict[str, Any]]:
     """The saved configs of an ``--env as_model`` run (loop settings may change, as for the market)."""
-    from ppo_agent import PPOConfig
+    from ppo_config import PPOConfig
 
     run_dir = Path(args.resume)
     params_file = run_dir / "params.json"

@@ -404,7 +404,18 @@ class CliError(ValueError):
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
-    """``ArgumentParser`` whose errors are one line on stderr (``prog: error: ...``), exit 2."""
+    """``ArgumentParser`` whose errors are one line on stderr (``prog: error: ...``), exit 2.
+
+    Prefixes of long flags are refused (``allow_abbrev=False``): argparse would otherwise take
+    ``--inventory_penalty`` for the only flag it begins, silently.
+
+    >>> OneLineErrorParser(prog="x").allow_abbrev
+    False
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:  # noqa: D102 - argparse API
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
