@@ -50,7 +50,8 @@ def atomic_open(path: str | os.PathLike, buffering: int = -1) -> Iterator[Binary
     Writes go to a temp file in the same folder; on a clean exit it is flushed, fsynced,
     given the permissions a plain ``open`` would give (``0o666 & ~umask``; ``mkstemp`` makes
     0600) and renamed over ``path``. On any exception, KeyboardInterrupt included, the temp
-    file is removed and ``path`` keeps its old content.
+    file is removed and ``path`` keeps its old content; an ``OSError`` that names no file (a
+    full disk: ``ENOSPC``) is re-raised naming ``path``.
 
     Args:
         path: destination file; its folder is created if missing.
@@ -69,9 +70,12 @@ def atomic_open(path: str | os.PathLike, buffering: int = -1) -> Iterator[Binary
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            # A failed write (ENOSPC, EIO) names no file: name the destination, for the one-line error.
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 
