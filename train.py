@@ -407,7 +407,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, dict[str, str]]]:
                         "validation range (default split: train 0-0.6, validation 0.6-0.7, test 0.7-1)")
     g.add_argument("--val_range", nargs=2, type=float, default=None, metavar=("START", "END"),
                    help="validation time range of the training recording: the periodic evaluation that "
-                        "selects models/best_model runs on it (default: the last seventh of --train_range)")
+                        "selects models/best_model runs on it (default: the last seventh of --train_range; given alone, training is 0 to its start)")
     g.add_argument("--eval_range", nargs=2, type=float, default=None, metavar=("START", "END"),
                    help="test time range of the final evaluation, never used for training or selection "
                         "(default: 0.7 1, or 0 1 of --eval_data_path)")
@@ -675,10 +675,11 @@ def _make_monitor(run_dir: Path, settings: TrainSettings, model_meta: dict[str, 
                            progress=not args.no_progress, wall_offset=wall, diagnostics=diagnostics)
 
 
-def _diagnostics_fn(env_cfg: Any, steps: int) -> Callable[[dict[str, float]], dict[str, float]]:
-    """``market_diagnostics`` for this env's action mode and episode length (``steps``, as the data allows)."""
+def _diagnostics_fn(env_cfg: Any, steps: int | None = None) -> Callable[[dict[str, float]], dict[str, float]]:
+    """``market_diagnostics`` for this env's action mode and episode length (``steps``: as the data allows)."""
     from event_driven_env import DISCRETE_ACTIONS
 
+    steps = steps or train_plan.steps_per_episode(env_cfg)
     names = DISCRETE_ACTIONS if utils.get_flat(env_cfg, "action_mode") == "discrete" else None
     return functools.partial(market_diagnostics, action_names=names, steps_per_episode=steps)
 
@@ -717,9 +718,9 @@ def _finish(agent: Any, monitor: TrainingMonitor, run_dir: Path, model_meta: dic
                 monitor.last_checkpoint.name != f"update_{agent.num_updates:06d}":
             monitor.save_checkpoint(agent)
         monitor.plot()
+        print(_speed_line(monitor), file=sys.stderr)
         print(f"train.py: interrupted at step {agent.num_timesteps}; checkpoint saved. "
               f"Resume with: python train.py --resume {run_dir}", file=sys.stderr)
-        print(_speed_line(monitor), file=sys.stderr)
         return cli.interrupt_exit_code(monitor.stop_signal or signal.SIGINT)
     save_model(agent, run_dir / "models" / "final_model", model_meta)
     if not (run_dir / "models" / "best_model").is_dir():

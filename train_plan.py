@@ -16,7 +16,7 @@ book-stream time span (``EnvConfig.time_range``):
 Defaults: train ``0 0.6``, validation ``0.6 0.7``, test ``0.7 1``. The validation range
 defaults to the last seventh of the training range (``VAL_SHARE``), so ``--train_range A B``
 alone trains on ``A .. B - (B - A)/7`` and validates on the rest; ``--val_range`` sets it
-explicitly. With ``--eval_data_path`` the test range is that recording (``0 1`` by default)
+explicitly (alone, training is everything before it). With ``--eval_data_path`` the test range is that recording (``0 1`` by default)
 and train/validation split the training recording the same way (``0 .. 6/7`` and
 ``6/7 .. 1``).
 
@@ -117,6 +117,8 @@ def data_split(args: argparse.Namespace) -> DataSplit:
         test_files = train_files
         test_range = cli.parse_range(args.eval_range, "--eval_range") or (0.7, 1.0)
         outer = cli.parse_range(args.train_range, "--train_range") or (0.0, test_range[0] if test_range[0] > 0 else 0.7)
+    if val_range is not None and args.train_range is None and val_range[0] > 0:
+        outer = (0.0, val_range[0])  # --val_range alone: train on everything before it
     train_range, carved = carve_validation(outer) if val_range is None else (outer, val_range)
     val_range = val_range or carved
     parts = [("--train_range", train_range, train_files), ("--val_range", val_range, train_files),
