@@ -15,7 +15,8 @@ Public names:
 - ``model_metadata`` / ``save_model`` / ``load_model``: a saved agent with the env config it
   was trained with and its held-out data.
 - ``setup_logging`` / ``run_cli``: logging set-up and the one-line error handling of both scripts;
-  ``Terminated`` / ``interrupt_exit_code``: SIGTERM handled like Ctrl-C (exit 143 vs 130).
+  ``Terminated`` / ``interrupt_exit_code``: SIGTERM handled like Ctrl-C (exit 143 vs 130);
+  ``exit_quietly``: the scripts' exit, deaf to late signals.
 """
 
 from __future__ import annotations
@@ -243,9 +244,12 @@ def run_cli(prog: str, body: Callable[[], int], argv: Sequence[str] | None,
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
+    previous_int = signal.getsignal(signal.SIGINT)
     try:
         return body()
     except KeyboardInterrupt as exc:
+        if main_thread:  # a third Ctrl-C while saying where things stand must not cut the message
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         print(f"{prog}: {interrupted() if callable(interrupted) else interrupted}", file=sys.stderr)
         return interrupt_exit_code(exc)
     except (utils.CliError, ValueError, OSError) as exc:
@@ -257,3 +261,15 @@ def run_cli(prog: str, body: Callable[[], int], argv: Sequence[str] | None,
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+            signal.signal(signal.SIGINT, previous_int if previous_int is not None else signal.default_int_handler)
+
+
+def exit_quietly(code: int) -> None:
+    """``sys.exit(code)`` with Ctrl-C and SIGTERM ignored.
+
+    A late signal while the interpreter shuts down (TensorFlow's exit handlers take a moment)
+    must not replace the exit code the script chose.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(code)

@@ -440,4 +440,4 @@ def _run_name_of(model_path: str) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.exit_quietly(main())

@@ -889,4 +889,4 @@ def _symbol_of(files: Sequence[Path]) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.exit_quietly(main())
