@@ -42,6 +42,7 @@ import logging
 import math
 import os
 import platform
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -283,7 +284,10 @@ def make_vector_env(env_config: Any, n_envs: int, kind: str) -> Any:
     if kind == "async":
         # "spawn", not "fork": forking a process that has initialised TensorFlow can deadlock.
         return gym.vector.AsyncVectorEnv(fns, context="spawn")
-    return gym.vector.SyncVectorEnv(fns)
+    with warnings.catch_warnings():
+        # A range shorter than an episode: ``budget_messages`` says so once, in the run's words.
+        warnings.filterwarnings("ignore", message=r"time_range .* less than episode_length_s", category=UserWarning)
+        return gym.vector.SyncVectorEnv(fns)
 
 
 def data_entry(paths: Sequence[Path], time_range: Sequence[float]) -> dict[str, Any]:
