@@ -747,12 +747,9 @@ def run_evaluation(
             for env in cache.values():
                 env.close()
     summary = summarise(episodes, step_pnls, env_config, seed=seed)
-    flags, degenerate = evaluation_checks.degenerate_flags(
+    summary, flags, degenerate = evaluation_checks.check(
         summary, episodes, n_episodes, n_fit, span_s, float(utils.get_flat(env_config, "episode_length_s")),
         (extra_meta or {}).get("calibration"))
-    summary = evaluation_checks.apply_flags(summary, flags)
-    for w in degenerate:
-        logger.warning("%s", w)
     paired = paired_differences(episodes, seed=seed)
     utils.atomic_write_text(out / "evaluation_summary.csv", summary.to_csv(index=False))
     utils.atomic_write_text(out / "episodes.csv", episodes.to_csv(index=False))

@@ -19,11 +19,13 @@ per-episode ratio by ``sqrt(periods per year)`` (~324 for 5-minute episodes) tur
 few correlated episodes into figures such as −2,817.
 
 Public names: ``MIN_CALIBRATION_ORDERS``, ``MIN_ANNUALISE_EPISODES``, ``ANNUALISED_COLUMNS``,
-``degenerate_flags``, ``apply_flags``.
+``check`` (both below, logging the warnings), ``degenerate_flags``, ``annualisation_note``,
+``apply_flags``.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -31,8 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["ANNUALISED_COLUMNS", "MIN_ANNUALISE_EPISODES", "MIN_CALIBRATION_ORDERS", "apply_flags",
-           "degenerate_flags"]
+__all__ = ["ANNUALISED_COLUMNS", "MIN_ANNUALISE_EPISODES", "MIN_CALIBRATION_ORDERS", "annualisation_note",
+           "apply_flags", "check", "degenerate_flags"]
 
 MIN_CALIBRATION_ORDERS = 50
 """Fewer aggressive orders than this in the AS/GLFT intensity fit is flagged."""
@@ -41,6 +43,18 @@ MIN_ANNUALISE_EPISODES = 20
 ANNUALISED_COLUMNS = ("sharpe_episode_ann", "sortino_episode_ann", "sharpe_step_ann", "sortino_step_ann")
 """The summary columns emptied when annualising is not meaningful."""
 _CALIBRATED = ("avellaneda_stoikov", "glft")
+
+logger = logging.getLogger(__name__)
+
+
+def check(summary: pd.DataFrame, episodes: pd.DataFrame, n_episodes: int, n_fit: int, range_s: float,
+          episode_length_s: float, calibration: Mapping[str, Any] | None
+          ) -> tuple[pd.DataFrame, dict[str, list[str]], list[str]]:
+    """``degenerate_flags`` then ``apply_flags``; logs each warning. Returns ``(summary, flags, warnings)``."""
+    flags, warns = degenerate_flags(summary, episodes, n_episodes, n_fit, range_s, episode_length_s, calibration)
+    for w in warns:
+        logger.warning("%s", w)
+    return apply_flags(summary, flags), flags, warns
 
 
 def degenerate_flags(summary: pd.DataFrame, episodes: pd.DataFrame, n_episodes: int, n_fit: int,
