@@ -402,9 +402,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, dict[str, str]]]:
                         "synthetic market, generated once into data/)")
     g.add_argument("--symbol", default=None, help="symbol to trade in files holding several")
     g.add_argument("--train_range", nargs=2, type=float, default=None, metavar=("START", "END"),
-                   help="training (+ validation) time range as fractions of the recording (default: 0 0.7, "
-                        "or 0 1 with --eval_data_path); without --val_range its last seventh is the "
-                        "validation range (default split: train 0-0.6, validation 0.6-0.7, test 0.7-1)")
+                   help="training (+ validation) time range as fractions of the recording; without --val_range "
+                        "its last seventh is the validation range, so the default split is train 0-0.6, "
+                        "validation 0.6-0.7, test 0.7-1 (default: 0 0.7, or 0 1 with --eval_data_path)")
     g.add_argument("--val_range", nargs=2, type=float, default=None, metavar=("START", "END"),
                    help="validation time range of the training recording: the periodic evaluation that "
                         "selects models/best_model runs on it (default: the last seventh of --train_range; given alone, training is 0 to its start)")
