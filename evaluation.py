@@ -750,7 +750,7 @@ def run_evaluation(
     summary, flags, degenerate = evaluation_checks.check(
         summary, episodes, n_episodes, n_fit, span_s, float(utils.get_flat(env_config, "episode_length_s")),
         (extra_meta or {}).get("calibration"))
-    paired = paired_differences(episodes, seed=seed)
+    paired = evaluation_checks.blank_paired(paired_differences(episodes, seed=seed), flags)
     utils.atomic_write_text(out / "evaluation_summary.csv", summary.to_csv(index=False))
     utils.atomic_write_text(out / "episodes.csv", episodes.to_csv(index=False))
     utils.atomic_write_text(out / "paired_differences.csv", paired.to_csv(index=False))

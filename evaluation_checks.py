@@ -20,7 +20,7 @@ few correlated episodes into figures such as −2,817.
 
 Public names: ``MIN_CALIBRATION_ORDERS``, ``MIN_ANNUALISE_EPISODES``, ``ANNUALISED_COLUMNS``,
 ``check`` (both below, logging the warnings), ``degenerate_flags``, ``annualisation_note``,
-``apply_flags``.
+``apply_flags``, ``blank_paired`` (no CI or p-value over copies of one episode).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["ANNUALISED_COLUMNS", "MIN_ANNUALISE_EPISODES", "MIN_CALIBRATION_ORDERS", "annualisation_note",
-           "apply_flags", "check", "degenerate_flags"]
+           "apply_flags", "blank_paired", "check", "degenerate_flags"]
 
 MIN_CALIBRATION_ORDERS = 50
 """Fewer aggressive orders than this in the AS/GLFT intensity fit is flagged."""
@@ -123,6 +123,24 @@ def _calibration_text(calibration: Mapping[str, Any]) -> str:
     if calibration["fit"] != "ok":
         return f"fit {calibration['fit']} (A = k = 1 per tick used)"
     return f"fitted on {calibration['n_orders']} aggressive orders (< {MIN_CALIBRATION_ORDERS})"
+
+
+def blank_paired(paired: pd.DataFrame, flags: dict[str, list[str]]) -> pd.DataFrame:
+    """The paired table with its CIs and p-values emptied (NaN) when episodes are repeated copies.
+
+    Copies of one episode are not independent evidence: 30 copies give a sign-test p of 2e-9
+    for a single comparison. The differences themselves stay.
+
+    >>> t = pd.DataFrame({"diff_mean": [1.0], "diff_ci_lo": [1.0], "diff_ci_hi": [1.0], "sign_p": [2e-9],
+    ...                   "wilcoxon_p": [4e-8]})
+    >>> blank_paired(t, {"agent": ["repeated_starts"]})[["diff_mean", "sign_p"]].values.tolist()
+    [[1.0, nan]]
+    """
+    if not any("repeated_starts" in f for f in flags.values()) or paired.empty:
+        return paired
+    out = paired.copy()
+    out[["diff_ci_lo", "diff_ci_hi", "sign_p", "wilcoxon_p"]] = np.nan
+    return out
 
 
 def annualisation_note(flags: list[str], n_episodes: int, std: float) -> str | None:

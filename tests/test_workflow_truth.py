@@ -89,6 +89,8 @@ def test_design_card_command_tells_the_truth(tmp_path):
     assert summary[["sharpe_episode_ann", "sharpe_step_ann"]].isna().all().all()
     assert summary["annualisation"].str.startswith("not annualised").all()
     assert np.isfinite(summary["pnl_before_liquidation_mean"]).all()
+    paired = pd.read_csv(run / "evaluation" / "paired_differences.csv")  # no p-value over copies of one episode
+    assert paired["baseline"].iloc[0] == "initial_agent" and paired[["sign_p", "diff_ci_lo"]].isna().all().all()
     # which model, on what, and that the test range was never used for selection; own timing
     assert "final evaluation of models/final_model" in out and "never used for training or model selection" in out
     assert "steps/s" in out.splitlines()[-1] and "elapsed" in out.splitlines()[-1]
