@@ -604,7 +604,7 @@ def format_table(summary: pd.DataFrame) -> str:
             "sharpe_episode", "sortino_episode", "max_drawdown_max", "fill_ratio",
             "adverse_selection_ratio", *mk, "maker_volume_ratio", "fees_mean",
             "inventory_abs_mean"]
-    cols += ["flags"] if "flags" in summary and summary["flags"].fillna("").astype(bool).any() else []
+    cols += ["flags"] if "flags" in summary and any(isinstance(f, str) and f for f in summary["flags"]) else []
     short = {"pnl_before_liquidation_mean": "pnl_noliq","pnl_ci95_low": "ci95_lo", "pnl_ci95_high": "ci95_hi", "sharpe_episode": "sharpe/ep",
              "sortino_episode": "sortino/ep", "max_drawdown_max": "max_dd",
              "adverse_selection_ratio": "adv_sel", "maker_volume_ratio": "maker_ratio",
