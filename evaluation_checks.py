@@ -175,7 +175,7 @@ def apply_flags(summary: pd.DataFrame, flags: dict[str, list[str]]) -> pd.DataFr
         note = annualisation_note(flags.get(str(row["policy"]), []), int(row["n_episodes"]), float(row["pnl_std"]))
         if note is not None:
             out.loc[i, list(ANNUALISED_COLUMNS)] = np.nan
-            out.loc[i, "annualisation"] = note
+            out.loc[i, "annualisation"] = f"{note} (factors it would use: {row['annualisation']})"
     ratio_cols = [c for c in out.columns if c.startswith(("sharpe", "sortino"))]
     out[ratio_cols] = out[ratio_cols].astype(float).replace([np.inf, -np.inf], np.nan)
     return out
