@@ -19,7 +19,9 @@ Public names:
   trade size); ``default_cache_dir()``: where it caches (per user, never next to the data).
 - ``infer_tick_size``, ``price_to_ticks``: the pure helpers of the tick-size rule.
 - ``DEFAULT_SYMBOL``; the message classes of ``messages.py`` re-exported.
-- CLI: ``python data_processor.py inspect FILE`` and ``python data_processor.py export FILE``.
+- CLI: ``python data_processor.py inspect FILE``, ``python data_processor.py export FILE`` and
+  ``python data_processor.py record --venue okx --symbol BTC-USDT --out data/okx.jsonl`` (the
+  live recorder, ``recorder.py``).
 
 File formats (detected from content, never from the file name; plain, gzip, zstd or zip), each
 documented with real sample lines and its quirks in its module:
@@ -260,7 +262,8 @@ def _inspect(paths: list[Path], symbol: str | None) -> int:
               f"{s['max_bids']:>8} {s['max_asks']:>8}")
         if s["first"] is not None:
             print(f"{'':<22} time span (exchange ms): {s['first']} -> {s['last']}")
-    print(f"gaps: {gaps_before}")
+    print(f"gaps: {gaps_before}" + (f"  recorded gaps (resumed after a reconnect): {report.gaps}" if report.gaps else "")
+          + (f"  checksums verified: {report.checksums}" if report.checksums else ""))
     print(f"problems: {report.n_problems}  "
           + ", ".join(f"{k}={v}" for k, v in sorted(report.problems.items())))
     for ex in report.examples[:10]:
@@ -336,8 +339,15 @@ def _export(paths: list[Path], symbol: str | None, depth: int, out: Path, every_
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
-    parser = _ArgumentParser(prog="data_processor.py", description="Inspect or export L2 order-book recordings.")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["record"]:  # the live recorder has its own module and flags (recorder.py)
+        import recorder
+
+        return recorder.main(argv[1:], prog="data_processor.py record")
+    parser = _ArgumentParser(prog="data_processor.py", description="Inspect, export or record L2 order-book recordings.")
     sub_p = parser.add_subparsers(dest="cmd", required=True)
+    sub_p.add_parser("record", help="record a venue's public websocket to files this loader reads "
+                                    "(see: data_processor.py record --help)")
     p_i = sub_p.add_parser("inspect", help="messages by type, symbols, time span, rate, depth, gaps, problems")
     p_i.add_argument("files", nargs="+", type=Path, help="one recording (several files are read as one)")
     p_i.add_argument("--symbol", default=None)

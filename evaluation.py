@@ -47,6 +47,7 @@ import pandas as pd
 import evaluation_checks
 import paired_stats
 import plots
+import replay_record
 import utils
 from cli import make_env
 
@@ -89,6 +90,11 @@ AGENT = "agent"
 INITIAL_AGENT = "initial_agent"
 """The ``policy`` name of the untrained agent of a run (its ``models/initial_model``): the
 reference row that shows whether training learned anything."""
+
+REPLAY_EPISODES: int | None = None
+"""Episodes per policy and model written to ``replay.parquet`` by ``run_evaluation`` (None: all)."""
+REPLAY_LEVELS = 10
+"""Book levels per side in ``replay.parquet``."""
 
 
 def markout_columns(horizons_ms: Sequence[float]) -> list[str]:
@@ -320,7 +326,8 @@ _TRACE_KEYS = ("ts", "mid", "best_bid", "best_ask", "quote_bid", "quote_ask", "i
 
 
 def run_episode(
-    env: Any, policy: Any, start_ts: int, seed: int, record_trace: bool = False
+    env: Any, policy: Any, start_ts: int, seed: int, record_trace: bool = False,
+    replay: replay_record.EpisodeRecorder | None = None,
 ) -> tuple[dict[str, Any], np.ndarray, dict[str, Any] | None]:
     """Run one episode of ``policy`` from ``start_ts``.
 
@@ -331,6 +338,7 @@ def run_episode(
         seed: passed to ``env.reset`` (fixes any randomness inside the env).
         record_trace: keep the per-step market and quotes for ``plots.plot_episode``, with
             the env's fills and their markouts (``info["episode"]["fills"]``).
+        replay: records every step and fill for the replay file (``replay_record``).
 
     Returns:
         ``(episode_metrics, step_pnl, trace)``: the env's ``info["episode"]`` dict, the PnL of
@@ -343,15 +351,21 @@ def run_episode(
     if record_trace:
         trace = {k: [] for k in _TRACE_KEYS}
         _record(trace, info)
+    if replay is not None:
+        replay.step(env, info)
     while True:
         action = policy.act(obs, info)
         obs, _, terminated, truncated, info = env.step(action)
         pnls.append(float(info["pnl"]))
         if trace is not None:
             _record(trace, info)
+        if replay is not None:
+            replay.step(env, info)
         if terminated or truncated:
             break
     episode = dict(info["episode"])
+    if replay is not None:
+        replay.finish(episode)
     if trace is not None:
         # The env's record of every fill with its markouts: computed once, by the env.
         trace["fills"] = [dict(f) for f in episode["fills"]]
@@ -389,6 +403,7 @@ def evaluate_policies(
     progress: bool = True,
     env_cache: dict[str, Any] | None = None,
     models: dict[str, Any] | None = None,
+    replay: replay_record.ReplayRecorder | None = None,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[str, dict[str, Any]]]:
     """Run every model and policy on the same ``n_episodes`` start times and env seeds.
 
@@ -405,6 +420,7 @@ def evaluate_policies(
             closing them (train.py's periodic evaluation).
         models: ``{model name: AgentPolicy}``: trained models (e.g. one per training seed),
             run first, each as policy ``"agent"`` with its name in the ``model`` column.
+        replay: records the episodes it ``wants`` for the replay file.
 
     Returns:
         ``(episodes, step_pnls, traces)``: one row per model, policy and episode (``policy``,
@@ -438,7 +454,8 @@ def evaluate_policies(
             trace_name = run.policy if len(models or {}) < 2 or run.model == "" else f"{run.policy}_{run.model}"
             for i, t0 in enumerate(starts):
                 t_start = time.perf_counter()
-                ep, step_pnl, trace = run_episode(env, run.impl, t0, seed + i, trace_first and i == 0)
+                rec = replay.episode(run.policy, run.model, i) if replay is not None and replay.wants(i) else None
+                ep, step_pnl, trace = run_episode(env, run.impl, t0, seed + i, trace_first and i == 0, rec)
                 if trace is not None:
                     traces[trace_name] = trace
                 steps.setdefault(run.policy, []).append(step_pnl)
@@ -702,12 +719,15 @@ def run_evaluation(
     extra_meta: dict[str, Any] | None = None,
     env_cache: dict[str, Any] | None = None,
     models: dict[str, Any] | None = None,
+    replay_episodes: int | None = REPLAY_EPISODES,
 ) -> EvaluationResult:
     """Evaluate ``models`` and ``policies`` on the same episodes and write ``out_dir``.
 
     Files: ``evaluation_summary.csv``, ``episodes.csv``, ``paired_differences.csv``,
     ``evaluation_comparison.png``, ``evaluation_meta.json`` and, with ``visualize_first``,
-    ``episode_first_<policy>.png`` for every policy (and model). When the evaluation range
+    ``episode_first_<policy>.png`` for every policy (and model), and ``replay.parquet``: the
+    per-step book, quotes, queue positions and fills of the first ``replay_episodes`` episodes
+    of every policy and model, for the dashboard (``replay_record``). When the evaluation range
     fits fewer non-overlapping episodes than ``n_episodes``, a warning is logged and stored
     under ``warnings`` in the meta file (``episode_fit_warning``).
 
@@ -722,6 +742,8 @@ def run_evaluation(
         extra_meta: more entries of ``evaluation_meta.json``.
         env_cache: envs by action mode, kept open (closed here when ``None``).
         models: ``{model name: AgentPolicy}`` (policy ``"agent"``).
+        replay_episodes: episodes per policy and model in ``replay.parquet`` (``None``: all;
+            0: no file).
 
     Returns:
         An ``EvaluationResult``.
@@ -738,10 +760,12 @@ def run_evaluation(
         span_s = float(cache[mode].range_end_ts - cache[mode].range_start_ts) / 1000.0
         if warn:
             logger.warning("%s", warn)
-        episodes, step_pnls, traces = evaluate_policies(
-            policies, env_config, n_episodes, seed, trace_first=visualize_first, progress=progress,
-            env_cache=cache, models=models,
-        )
+        with replay_record.ReplayRecorder(out / replay_record.REPLAY_FILE, REPLAY_LEVELS, replay_episodes,
+                                          _horizons(env_config)) as replay:
+            episodes, step_pnls, traces = evaluate_policies(
+                policies, env_config, n_episodes, seed, trace_first=visualize_first, progress=progress,
+                env_cache=cache, models=models, replay=replay if replay_episodes != 0 else None,
+            )
     finally:
         if env_cache is None:
             for env in cache.values():

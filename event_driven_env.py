@@ -299,13 +299,15 @@ class MarketMakingEnv(gym.Env):
     ``[lo, hi − episode_length]`` of the recording's span, where (lo, hi) = ``time_range``;
     ``reset(options={"start_ts": t_ms})`` starts at a given time. The book is rebuilt at the
     start from ``data_processor.Replay``; features are warmed on the ``warmup_s`` before it.
-    Flat position, zero cash, no orders.
+    Flat position, zero cash, no orders. Recorded gaps (``Replay.gaps``: a recorder's
+    reconnect) are never spanned: a start inside one moves to its resumption snapshot, and the
+    warm-up never reaches back across one.
 
     ## Episode End
 
     - Termination: PnL ≤ −``max_loss`` (if set).
     - Truncation: ``episode_length_s`` (or ``episode_length_messages``) reached, the end of
-      ``time_range`` reached, or the data ends. Both close the episode by cancelling all
+      ``time_range`` reached, the last message before a recorded gap reached, or the data ends. Both close the episode by cancelling all
       orders and liquidating the position through the visible book with a taker fee.
 
     ## Fill and markout rules
@@ -413,9 +415,10 @@ class MarketMakingEnv(gym.Env):
         super().reset(seed=seed)
         cfg = self.config
         start, hi = self._episode_start(options or {})
+        start, hi, warm_floor = self._around_gaps(start, hi)
         self.start_ts = start
         self.end_ts = min(start + self._ep_ms, hi)
-        warm_from = max(self._replay.start_ts, int(start - cfg.warmup_s * 1000))
+        warm_from = max(self._replay.start_ts, warm_floor, int(start - cfg.warmup_s * 1000))
         self._book, self._it = self._replay.start_at(warm_from)
         self._pending = None
         self._last_ts = None
@@ -460,6 +463,23 @@ class MarketMakingEnv(gym.Env):
         if latest <= self.range_start_ts:
             return self.range_start_ts, self.range_end_ts
         return self.range_start_ts + int(self.np_random.integers(0, int(latest - self.range_start_ts) + 1)), self.range_end_ts
+
+    def _around_gaps(self, start: int, hi: int) -> tuple[int, int, int]:
+        """Keep an episode off the recording's recorded gaps (``Replay.gaps``).
+
+        A start inside a gap moves to the resumption snapshot; the episode ends at the last
+        message before the next gap (truncation); features warm up from the last resumption
+        at or before the start, never across a gap. Returns ``(start, latest end, warm-up floor)``.
+        """
+        floor = 0
+        for before, after in self._replay.gaps:
+            if before < start < after:
+                start = after
+            if after <= start:
+                floor = after
+            elif before < hi:
+                hi = max(before, start)
+        return start, hi, floor
 
     def _reset_rings(self) -> None:
         w, lv = self.config.obs_window, self.config.obs_levels
@@ -798,6 +818,28 @@ class MarketMakingEnv(gym.Env):
         if done:
             info["episode"] = self._episode_stats()
         return info
+
+    def book_frame(self, levels: int) -> dict[str, Any]:
+        """The book's top ``levels`` per side and the agent's resting quotes now, for replay files.
+
+        ``bid_ticks``/``bid_sz``/``ask_ticks``/``ask_sz``: prices in integer ticks (× ``tick_size``
+        for quote units), sizes in base units, best first, not padded; per side
+        ``<side>_quote_px`` (quote units), ``<side>_quote_size`` (remaining) and
+        ``<side>_queue_ahead`` (the queue model's estimate of the size ahead, the displayed size
+        at the price while the order is still in flight), ``None`` without a quote; ``fees``:
+        fees paid so far in the episode (quote currency). Reads only; call after ``reset``.
+        """
+        ex = self._ex
+        tick = self.tick_size
+        bp, bs, ap, as_ = self._book.top(levels)
+        out: dict[str, Any] = {"bid_ticks": bp, "bid_sz": bs, "ask_ticks": ap, "ask_sz": as_,
+                               "tick_size": tick, "fees": ex.fees}
+        for name, side in (("bid", BID), ("ask", ASK)):
+            o = ex.quote(side)
+            out[f"{name}_quote_px"] = None if o is None else round(o.price * tick, 12)
+            out[f"{name}_quote_size"] = None if o is None else o.remaining
+            out[f"{name}_queue_ahead"] = None if o is None else ex.queue_ahead(o, self._book)
+        return out
 
     def _episode_stats(self) -> dict[str, Any]:
         ex = self._ex

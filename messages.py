@@ -93,6 +93,10 @@ class SnapshotMessage:
     """Recorder receive time, ns, where the file has it."""
     seq: int | None = None
     """Bybit cross-sequence ``seq`` where present."""
+    gap: bool = False
+    """True for the first snapshot of a symbol after a recorded gap (a recorder's reconnect,
+    ``feeds.cryptofeed``): what came before it is not continuous with what follows, so an
+    episode never spans it (``event_driven_env``) and ``Replay.gap_ts`` lists it."""
 
 
 @dataclass(slots=True)

@@ -11,6 +11,8 @@ Public names:
   the collapse diagnostics (``ACTION_GROUP_COLUMNS`` and the other ``diag/`` columns).
 - ``plot_evaluation_comparison``: the policies of an evaluation side by side.
 - ``plot_episode``: one episode of one policy: quotes and fills, inventory, PnL split, markouts.
+- ``plot_sweep``: a sweep of ``sweep.py``: the objective by hyperparameter and the seed spread
+  of every configuration.
 """
 
 from __future__ import annotations
@@ -520,4 +522,74 @@ def plot_episode(trace: dict[str, Any], path: str | os.PathLike, title: str = ""
     plt.setp(ax0.get_xticklabels(), visible=False)
     plt.setp(ax1.get_xticklabels(), visible=False)
     _markout_panel(fig.add_subplot(gs[3]), fills, trace.get("markout_horizons_ms") or ())
+    return save_figure(fig, path)
+
+
+def _param_panel(ax: Any, trials: Any, configs: Any, param: str, objective: str) -> None:
+    """Objective of every finished trial against one swept value, with the mean per value."""
+    ok = trials[trials["status"] == "finished"]
+    values = list(dict.fromkeys(configs[param].tolist())) if len(configs) else []
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values) and len(values) > 1
+    order = sorted(values) if numeric else values
+    pos = {v: i for i, v in enumerate(order)}
+    for seed, g in ok.groupby("seed"):
+        x = np.array([pos.get(v, np.nan) for v in g[param]], dtype=np.float64)
+        ax.scatter(x + 0.06 * (int(seed) % 5 - 2), g["objective"].astype(float), s=18, alpha=0.7,
+                   label=f"seed {seed}")
+    means = ok.groupby(param)["objective"].mean() if len(ok) else {}
+    ys = [float(means[v]) if v in means else np.nan for v in order]
+    ax.plot(range(len(order)), ys, "k-", lw=1.2, marker="_", ms=16, label="mean over seeds and other values")
+    ax.set_xticks(range(len(order)), [f"{v:.4g}" if isinstance(v, float) else str(v) for v in order])
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.set_xlabel(param)
+    ax.set_ylabel(objective)
+    ax.grid(alpha=0.3)
+
+
+def plot_sweep(trials: Any, configs: Any, params: Sequence[str], path: str | os.PathLike,
+               objective: str = "objective", best: str | None = None) -> Path:
+    """The figure of a sweep (``sweep.py``): the objective by hyperparameter and by configuration.
+
+    Top row: one panel per swept parameter: every finished trial's objective at its value
+    (one colour per seed) and the mean per value. Bottom: every configuration's seeds (dots),
+    their mean (bar) and ±1 std, best first, the best configuration highlighted: the seed
+    spread of the best configuration beside the others.
+
+    Args:
+        trials: ``summary.csv`` (one row per trial: ``status``, ``seed``, the parameters, ``objective``).
+        configs: ``configs.csv`` (one row per configuration, ranked; ``label``, ``objective_mean``,
+            ``objective_std``, ``objective_by_seed``).
+        params: the swept parameters (columns of both tables).
+        path: the PNG to write.
+        objective: the objective's name (axis label).
+        best: the ``label`` of the best configuration.
+
+    Returns:
+        The written path.
+    """
+    plt = _pyplot()
+    n = max(1, len(params))
+    fig = plt.figure(figsize=(max(10, 4.2 * n), 8.5), constrained_layout=True)
+    gs = fig.add_gridspec(2, n, height_ratios=[1, 1.15])
+    for i, p in enumerate(params):
+        ax = fig.add_subplot(gs[0, i])
+        _param_panel(ax, trials, configs, p, objective)
+        if i == 0:
+            ax.legend(fontsize=7)
+    ax = fig.add_subplot(gs[1, :])
+    labels = list(configs["label"]) if len(configs) else []
+    for i, row in enumerate(configs.itertuples()):
+        by_seed = [float(v) for v in str(row.objective_by_seed).split()] if str(row.objective_by_seed) not in ("", "nan") else []
+        colour = "tab:red" if row.label == best else "tab:blue"
+        if np.isfinite(row.objective_mean):
+            ax.bar(i, row.objective_mean, color=colour, alpha=0.25, width=0.6)
+        if np.isfinite(row.objective_std):
+            ax.errorbar(i, row.objective_mean, yerr=row.objective_std, color=colour, capsize=4)
+        ax.scatter(np.full(len(by_seed), i), by_seed, color=colour, s=22, zorder=3)
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.set_xticks(range(len(labels)), [lb.replace(", ", "\n") for lb in labels], fontsize=7)
+    ax.set_ylabel(f"{objective}\n(dots: seeds; bar: mean; line: ±1 std)")
+    ax.set_title(f"configurations ranked by mean {objective}; best in red" if best else
+                 "configurations (no finished trial yet)")
+    ax.grid(alpha=0.3, axis="y")
     return save_figure(fig, path)

@@ -40,7 +40,7 @@ __all__ = ["PROFILE_MESSAGES", "DataProfile", "Replay", "default_cache_dir"]
 
 logger = logging.getLogger("data_processor")  # the data layer logs under one name (feeds/reader.py)
 
-_CACHE_VERSION = 2  # 2: the DataProfile is stored; parser state of checkpoints under "extra"
+_CACHE_VERSION = 3  # 2: the DataProfile is stored; parser state of checkpoints under "extra"; 3: gap_ts
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,6 +191,7 @@ class _Index:
         self.sz_parts: list[np.ndarray] = []
         self.bounds = [0]
         self.snapshot_ts: list[int] = []
+        self.gaps: list[list[int]] = []  # [last book ts before a recorded gap, resumption ts]
         self.start_ts: int | None = None
         self.end_ts: int | None = None
         self.next_cp: int | None = None
@@ -202,6 +203,8 @@ class _Index:
         for m in batch:
             if type(m) is SnapshotMessage:
                 self.snapshot_ts.append(m.ts)
+                if m.gap:
+                    self.gaps.append([self.end_ts if self.end_ts is not None else m.ts, m.ts])
                 snap = True
             elif type(m) is not DeltaMessage:
                 continue
@@ -272,6 +275,9 @@ class Replay:
         end_ts: exchange ms of the last book message.
         checkpoint_ts: exchange ms of each checkpoint (snapshots included).
         snapshot_ts: exchange ms of each snapshot.
+        gaps: ``(last book message ts before, resumption ts)`` of each recorded gap: the
+            resumption is a snapshot flagged ``SnapshotMessage.gap``; the data before it is not
+            continuous with what follows (``gap_ts``: the resumption times alone).
         profile: the ``DataProfile`` of the replayed stream (its first ``PROFILE_MESSAGES``
             messages, as ``load_messages`` yields them), computed in the same validating pass
             and cached with the checkpoints.
@@ -312,6 +318,8 @@ class Replay:
         self.end_ts: int = meta["end_ts"]
         self.checkpoint_ts: list[int] = [c["ts"] for c in meta["checkpoints"]]
         self.snapshot_ts: list[int] = meta["snapshot_ts"]
+        self.gaps: list[tuple[int, int]] = [(a, b) for a, b in meta.get("gaps", [])]
+        self.gap_ts: list[int] = [b for _, b in self.gaps]
         self.plain = [Path(p) for p in meta["plain"]]
         self.profile: DataProfile = DataProfile(**meta["profile"])
         with np.load(self._npz_path) as z:
@@ -353,6 +361,7 @@ class Replay:
             "version": _CACHE_VERSION, "sources": fps, "plain": [str(p) for p in plain],
             "symbol": sym, "tick_size": tick, "start_ts": index.start_ts,
             "end_ts": index.end_ts, "interval_ms": self.interval, "snapshot_ts": index.snapshot_ts,
+            "gaps": index.gaps,
             "checkpoints": index.checkpoints, "report": report.summary(),
             "profile": dataclasses.asdict(scan.result(tick)),
         }

@@ -201,6 +201,9 @@ class TrainSettings:
     final_eval_episodes: int = 30
     """Episodes per policy of the final evaluation (same start times for every policy; the
     paired agent − baseline CIs need enough of them)."""
+    final_eval_figures: bool = True
+    """Draw each policy's first held-out episode (``evaluation/episode_first_<policy>.png``) in
+    the final evaluation; the sweeps of ``sweep.py`` turn it off (one figure per policy and trial)."""
     plot_interval: int = 20
     """Redraw ``training_curves.png`` every this many updates."""
 
@@ -394,7 +397,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, dict[str, str]]]:
     p = utils.OneLineErrorParser(
         prog="train.py",
         description="Train the PPO market maker. With no arguments: synthetic market, train, "
-                    "evaluate against the baselines, plots.",
+                    "evaluate against the baselines, plots. @FILE reads flags from FILE, one per "
+                    "line (e.g. the best.args of a sweep.py sweep).",
+        fromfile_prefix_chars="@",
     )
     g = p.add_argument_group("data and run")
     g.add_argument("--data_path", nargs="+", default=None,
@@ -768,9 +773,9 @@ def _final_evaluation(agent: Any, env_cfg: Any, eval_cfg: Any, settings: TrainSe
     logger.info("%s: agent, %s; %d episodes each", selection, list(policies), settings.final_eval_episodes)
     result = evaluation.run_evaluation(
         policies, eval_cfg, run_dir / "evaluation", n_episodes=settings.final_eval_episodes,
-        seed=seed, visualize_first=True, progress=not args.no_progress, env_cache=cache, models=models,
-        extra_meta={"model_path": str(run_dir / "models" / "final_model"), "calibration": calibration,
-                    "selection": selection},
+        seed=seed, visualize_first=settings.final_eval_figures, progress=not args.no_progress, env_cache=cache,
+        models=models, extra_meta={"model_path": str(run_dir / "models" / "final_model"), "calibration": calibration,
+                                   "selection": selection},
     )
     for env in cache.values():
         env.close()

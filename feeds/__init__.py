@@ -18,7 +18,11 @@ Layout::
     feeds/compression.py  magic-byte sniffing, opening gzip/zstd/zip, decompressed copies
     feeds/bybit.py        Bybit v5 (history files, websocket recordings); the fused hot loop
     feeds/binance.py      Binance USDⓈ-M, hftbacktest collector (REST snapshot + diff sync)
-    feeds/cryptofeed.py   cryptofeed v3 captures (unwraps Bybit payloads)
+    feeds/okx.py          OKX v5 books (CRC32 checksum, seqId chain) and trades
+    feeds/coinbase.py     Coinbase Advanced Trade (l2_data, market_trades) and Exchange level2/matches
+    feeds/bitmex.py       BitMEX orderBookL2 (levels keyed by id) and trades
+    feeds/cryptofeed.py   capture wrappers (cryptofeed v3 JSONL = recorder.py's files, cryptofeed
+                          v1 text): receive times, venue dispatch, recorded gaps
 
 A venue module documents its format with real sample lines and its quirks, and defines one
 ``feeds.common.Feed`` subclass. The ``Reader`` makes one instance per read (shared by the
@@ -57,14 +61,18 @@ from typing import Any
 import orjson
 
 from feeds.binance import BinanceFeed
+from feeds.bitmex import BitmexFeed
 from feeds.bybit import BybitFeed
+from feeds.coinbase import CoinbaseFeed
 from feeds.common import Feed
-from feeds.cryptofeed import CryptofeedFeed
+from feeds.cryptofeed import CryptofeedFeed, CryptofeedV1Feed
+from feeds.okx import OkxFeed
 from messages import DataFormatError
 
 __all__ = ["FEEDS", "UNPARSED", "detect_feed"]
 
-FEEDS: tuple[type[Feed], ...] = (BinanceFeed, CryptofeedFeed, BybitFeed)
+FEEDS: tuple[type[Feed], ...] = (BinanceFeed, CryptofeedV1Feed, CryptofeedFeed, OkxFeed, CoinbaseFeed,
+                                 BitmexFeed, BybitFeed)
 """The registered formats, in detection order (the first whose ``detect`` is true wins)."""
 
 UNPARSED: Any = object()

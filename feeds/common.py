@@ -77,6 +77,11 @@ class LoadReport:
     """Legal lines without book/trade data (tickers, klines, acks, other symbols' filtered topics)."""
     lines: int = 0
     """Non-blank lines read."""
+    checksums: int = 0
+    """Book messages whose venue checksum was verified against the replayed book (OKX)."""
+    gaps: int = 0
+    """Books resumed after a recorded gap (a capture's ``disconnect`` / reconnect records): the
+    snapshots flagged ``SnapshotMessage.gap``, one per symbol and gap."""
     symbols: set = field(default_factory=set)
     """Symbols with book or trade messages."""
     max_examples: int = 50
@@ -96,6 +101,8 @@ class LoadReport:
             f"dropped deltas (waiting for snapshot): {self.dropped_deltas}; "
             f"dropped trades (tick size unknown): {self.dropped_trades}; "
             f"ignored lines: {self.ignored_lines}"
+            + (f"; checksums verified: {self.checksums}" if self.checksums else "")
+            + (f"; recorded gaps (reconnects): {self.gaps}" if self.gaps else "")
         )
 
 
