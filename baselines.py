@@ -239,6 +239,7 @@ def calibrate_from_file(path: str | os.PathLike | list, symbol: str | None = Non
     from order_book import OrderBook
 
     book: OrderBook | None = None
+    first_ts = last_ts = 0  # first and last book message: the span time_range refers to (as the env's)
     mid_ts: list[int] = []
     mids: list[float] = []
     tt: list[int] = []
@@ -255,7 +256,8 @@ def calibrate_from_file(path: str | os.PathLike | list, symbol: str | None = Non
         if not isinstance(msg, BOOK_MESSAGE_TYPES):
             continue
         if book is None:
-            book = OrderBook(msg.symbol, msg.tick_size)
+            book, first_ts = OrderBook(msg.symbol, msg.tick_size), msg.ts
+        last_ts = msg.ts
         book.apply(msg)
         md = book.mid()
         if md is not None and (not mids or md != mids[-1]):
@@ -263,10 +265,15 @@ def calibrate_from_file(path: str | os.PathLike | list, symbol: str | None = Non
             mids.append(md)
     if not mids:
         raise ValueError(f"{path}: no book to calibrate on")
-    t0, t1 = mid_ts[0], mid_ts[-1]
+    # The range is a fraction of the book stream's span (first to last book message, as
+    # MarketMakingEnv.time_range), not of the mid *changes*: a mid that never moves (BTCUSDT on
+    # a 43 s recording) would make that span zero and select no trade at all.
+    t0, t1 = first_ts, last_ts
     lo, hi = t0 + time_range[0] * (t1 - t0), t0 + time_range[1] * (t1 - t0)
+    if hi <= lo:
+        raise ValueError(f"{path}: the book stream spans {t1 - t0} ms: no time range to calibrate on")
     sel = [i for i, t in enumerate(tt) if lo <= t <= hi]
-    logger.info("calibrating on %d trades, tick %s", len(sel), tick)
+    logger.info("calibrating on %d trades over %.1f s, tick %s", len(sel), (hi - lo) / 1000.0, tick)
     return calibrate_intensity([tt[i] for i in sel], [tp[i] for i in sel], [tsd[i] for i in sel],
                                mid_ts, mids, duration_s=(hi - lo) / 1000.0)
 

@@ -14,7 +14,9 @@ Public names:
 - ``make_env``: a ``MarketMakingEnv`` from an ``EnvConfig``.
 - ``model_metadata`` / ``save_model`` / ``load_model``: a saved agent with the env config it
   was trained with and its held-out data.
-- ``setup_logging`` / ``run_cli``: logging set-up and the one-line error handling of both scripts.
+- ``setup_logging`` / ``run_cli``: logging set-up and the one-line error handling of both scripts;
+  ``Terminated`` / ``interrupt_exit_code``: SIGTERM handled like Ctrl-C (exit 143 vs 130);
+  ``exit_quietly``: the scripts' exit, deaf to late signals.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import glob
 import logging
 import os
 import shutil
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,7 +43,8 @@ logger = logging.getLogger(__name__)
 
 ENV_CONFIG_FILE = "env_config.json"
 """Written by train.py inside every saved model folder: ``{"env_config": <EnvConfig as a
-nested dict>, "held_out": {"data_path": [...], "time_range": [a, b]}}``, so that evaluation
+nested dict>, "held_out": {"data_path": [...], "time_range": [a, b]}, "validation": {...}}``
+(``held_out``: the test data; ``validation``: where ``best_model`` was selected), so that evaluation
 rebuilds the same observation and action spaces and finds the held-out data. A model trained
 on the model market (``train.py --env as_model``) has ``{"env": "as_model", "as_model_config":
 ..., ...}`` instead (``model_market_cli.as_model_metadata``)."""
@@ -128,12 +133,19 @@ def make_env(env_config: Any) -> Any:
 # --------------------------------------------------------------------------- saved models
 
 
-def model_metadata(env_config: Any, held_out_files: Sequence[Path], held_out_range: Sequence[float]
-                   ) -> dict[str, Any]:
-    """The ``ENV_CONFIG_FILE`` content of a model trained with ``env_config``."""
-    return {"env_config": utils.dataclass_to_dict(env_config),
+def model_metadata(env_config: Any, held_out_files: Sequence[Path], held_out_range: Sequence[float],
+                   validation: tuple[Sequence[Path], Sequence[float]] | None = None) -> dict[str, Any]:
+    """The ``ENV_CONFIG_FILE`` content of a model trained with ``env_config``.
+
+    ``held_out`` is the run's *test* data (never used for training or selection); ``validation``
+    the data on which ``best_model`` was selected.
+    """
+    meta = {"env_config": utils.dataclass_to_dict(env_config),
             "held_out": {"data_path": [str(p) for p in held_out_files],
                          "time_range": list(held_out_range)}}
+    if validation is not None:
+        meta["validation"] = {"data_path": [str(p) for p in validation[0]], "time_range": list(validation[1])}
+    return meta
 
 
 def save_model(agent: Any, path: Path, model_meta: dict[str, Any]) -> None:
@@ -196,33 +208,78 @@ def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, schedulers, container stops) raised as an interrupt: handled like Ctrl-C."""
+
+
+def interrupt_exit_code(exc: BaseException | int) -> int:
+    """130 for Ctrl-C (SIGINT), 143 for SIGTERM (a ``Terminated`` or the signal number): 128 + signal.
+
+    >>> interrupt_exit_code(KeyboardInterrupt()), interrupt_exit_code(Terminated()), interrupt_exit_code(15)
+    (130, 143, 143)
+    """
+    if isinstance(exc, int):
+        return 128 + exc
+    return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def run_cli(prog: str, body: Callable[[], int], argv: Sequence[str] | None,
-            interrupted: str = "interrupted") -> int:
-    """Run a script's ``body`` with the shared logging and one-line error handling.
+            interrupted: str | Callable[[], str] = "interrupted",
+            error_hint: Callable[[], str | None] | None = None) -> int:
+    """Run a script's ``body`` with the shared logging, SIGTERM and one-line error handling.
 
     A user error (``utils.CliError``, ``ValueError``, ``OSError``) prints
     ``<prog>: error: <message>`` on one line and returns 2 (with ``--debug`` in ``argv``
-    it is raised instead, with its traceback); Ctrl-C prints ``<prog>: <interrupted>`` and
-    returns 130. Errors of the flags themselves are argparse's (``utils.OneLineErrorParser``).
+    it is raised instead, with its traceback); an ``OSError`` (e.g. a full disk, naming the
+    file: ``utils.atomic_open``) gets ``error_hint()`` appended (train.py: how to resume).
+    Ctrl-C prints ``<prog>: <interrupted>`` and returns 130; SIGTERM is turned into the same
+    interrupt (``Terminated``) and returns 143. Errors of the flags themselves are argparse's
+    (``utils.OneLineErrorParser``).
 
     Args:
         prog: the script name, e.g. ``"train.py"``.
         body: parses the flags and runs; returns the exit code.
         argv: the arguments (``None``: ``sys.argv[1:]``), only to look for ``--debug``.
-        interrupted: what to say after Ctrl-C.
+        interrupted: what to say after an interrupt (a callable: asked at that moment).
+        error_hint: appended to the message of an ``OSError`` when it returns text.
 
     Returns:
         The exit code.
     """
     setup_logging()
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
+    previous_int = signal.getsignal(signal.SIGINT)
     try:
         return body()
-    except KeyboardInterrupt:
-        print(f"{prog}: {interrupted}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        if main_thread:  # a third Ctrl-C while saying where things stand must not cut the message
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        print(f"{prog}: {interrupted() if callable(interrupted) else interrupted}", file=sys.stderr)
+        return interrupt_exit_code(exc)
     except (utils.CliError, ValueError, OSError) as exc:
         if debug:
             raise
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        hint = error_hint() if error_hint is not None and isinstance(exc, OSError) else None
+        print(f"{prog}: error: {exc}" + (f"; {hint}" if hint else ""), file=sys.stderr)
         return 2
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+            signal.signal(signal.SIGINT, previous_int if previous_int is not None else signal.default_int_handler)
+
+
+def exit_quietly(code: int) -> None:
+    """``sys.exit(code)`` with Ctrl-C and SIGTERM ignored.
+
+    A late signal while the interpreter shuts down (TensorFlow's exit handlers take a moment)
+    must not replace the exit code the script chose.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(code)

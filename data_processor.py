@@ -202,7 +202,11 @@ def replay(
 
 
 class _ArgumentParser(argparse.ArgumentParser):
-    """argparse with a one-line error and exit status 2."""
+    """argparse with a one-line error and exit status 2; no prefix matching of flags (``allow_abbrev=False``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"{self.prog}: error: {message}\n")
@@ -275,6 +279,11 @@ def _inspect(paths: list[Path], symbol: str | None) -> int:
     for ex in report.examples[:10]:
         print(f"  {ex}")
     print(f"dropped deltas: {report.dropped_deltas}  dropped trades: {report.dropped_trades}")
+    if not any(s["book_n"] or s["types"]["TradeMessage"] for s in by_sym.values()):
+        # Nothing could be read: a report of zeros must not look like success (exit 1).
+        print(f"data_processor.py: error: no message could be read from {', '.join(map(str, paths))} "
+              f"({report.lines} lines, {report.n_problems} problems)", file=sys.stderr)
+        return 1
     return 0
 
 

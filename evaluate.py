@@ -211,25 +211,67 @@ def _main(args: argparse.Namespace, env_map: dict[str, str]) -> int:
             check_spaces(agent, env)
             models[name] = AgentPolicy(agent, mode)
     calibration = calibration_data(saved, env_config, args)
-    policies = build_baselines(env_config, args.baselines, args.seed, env_cache, calibration)
+    policies = initial_reference(paths, mode)
+    policies.update(build_baselines(env_config, args.baselines, args.seed, env_cache, calibration))
     if not models and not policies:
         raise utils.CliError("nothing to evaluate: give --model_path or at least one baseline")
     out = Path(args.out_dir) / f"{args.name or _default_name(list(loaded))}_{time.strftime('%Y%m%d-%H%M%S')}"
     data_files = cli.config_data_files(utils.get_flat(env_config, "data_path"))
+    selection = selection_statement(loaded, paths, env_config, held_out_data=not args.data_path)
+    for line in selection:
+        logger.info("%s", line)
     result = run_evaluation(
         policies, env_config, out, n_episodes=args.num_episodes, seed=args.seed,
         visualize_first=args.visualize_first, progress=not args.no_progress, env_cache=env_cache,
         models=models,
         extra_meta={"model_path": str(paths[0]) if paths else None,
                     "model_paths": {n: str(p) for n, p in zip(loaded, paths, strict=True)},
-                    "command": sys.argv, "calibration": calibration,
+                    "command": sys.argv, "calibration": calibration, "selection": selection,
                     "data_files": [{"path": str(p), "sha256": utils.sha256_file(p)} for p in data_files]},
     )
     for env in env_cache.values():
         env.close()
     print(format_report(result))
+    print("\n".join(selection))
     print(f"wrote {out}")
     return 0
+
+
+def initial_reference(paths: Sequence[Path], mode: str) -> dict[str, Any]:
+    """``{"initial_agent": policy}``: the untrained agent of a single model's run (``models/initial_model``), or ``{}``.
+
+    The reference row that shows whether training learned anything; with several models
+    (each run has its own) there is none.
+    """
+    initial = paths[0].parent / "initial_model" if len(paths) == 1 else None
+    if initial is None or not initial.is_dir() or initial == paths[0]:
+        return {}
+    from evaluation import INITIAL_AGENT
+
+    return {INITIAL_AGENT: AgentPolicy(load_model(initial)[0], mode)}
+
+
+def selection_statement(loaded: dict[str, tuple[Any, dict[str, Any] | None]], paths: Sequence[Path],
+                        env_config: Any, held_out_data: bool) -> list[str]:
+    """One line per model: which model is evaluated, on what, and whether that data served for selection."""
+    rng = tuple(utils.get_flat(env_config, "time_range"))
+    lines = []
+    for (name, (_, meta)), path in zip(loaded.items(), paths, strict=True):
+        meta = meta or {}
+        val = (meta.get("validation") or {}).get("time_range")
+        kind = path.name if path.name in ("final_model", "best_model", "initial_model") else "model"
+        if not held_out_data:
+            where = f"on the data given (time range {rng}), not the run's test range"
+        elif val is not None:
+            where = (f"on its run's test range {rng}, never used for training or model selection "
+                     f"(best_model was selected on the validation range {tuple(val)})")
+        elif kind == "best_model":
+            where = (f"on its run's held-out range {rng}, WHICH ALSO SELECTED THIS best_model (a run from before "
+                     "the validation split): the result is optimistic; evaluate final_model or retrain")
+        else:
+            where = f"on its run's held-out range {rng} (a run from before the validation split)"
+        lines.append(f"evaluated {name} ({path}) {where}")
+    return lines
 
 
 def market_only_flags(args: argparse.Namespace, env_map: dict[str, str]) -> list[str]:
@@ -396,4 +438,4 @@ def _run_name_of(model_path: str) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.exit_quietly(main())

@@ -44,6 +44,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+import evaluation_checks
 import paired_stats
 import plots
 import replay_record
@@ -73,8 +74,8 @@ _SUMMARY_TAIL: tuple[str, ...] = (
     "realised_spread_bps",
     "spread_capture_mean", "inventory_pnl_mean", "maker_volume_ratio", "maker_volume_mean",
     "taker_volume_mean", "fees_mean", "inventory_mean", "inventory_abs_mean",
-    "inventory_max_abs", "liquidation_cost_mean", "quoted_bid_share", "quoted_ask_share",
-    "annualisation",
+    "inventory_max_abs", "liquidation_cost_mean", "pnl_before_liquidation_mean", "quoted_bid_share",
+    "quoted_ask_share", "annualisation", "flags",
 )
 
 PAIRED_COLUMNS: tuple[str, ...] = (
@@ -86,6 +87,9 @@ on the same episodes (``paired_stats.paired_table``; nan with fewer than 2 episo
 
 AGENT = "agent"
 """The ``policy`` name of every trained model's rows (the model is in the ``model`` column)."""
+INITIAL_AGENT = "initial_agent"
+"""The ``policy`` name of the untrained agent of a run (its ``models/initial_model``): the
+reference row that shows whether training learned anything."""
 
 REPLAY_EPISODES: int | None = None
 """Episodes per policy and model written to ``replay.parquet`` by ``run_evaluation`` (None: all)."""
@@ -174,9 +178,11 @@ def _baseline_fit(bl: Any, calibration: dict[str, Any] | None, baseline_names: S
                                      time_range=tuple(calibration.get("time_range", (0.0, 1.0))))
     except ValueError as exc:
         logger.warning("AS/GLFT intensity fit failed (%s): using A = k = 1 per tick", exc)
+        calibration.update(fit=f"failed: {exc}", n_orders=0)  # read by evaluation_checks
         return None
     logger.info("AS/GLFT intensity fit: A=%.4g /s, k=%.4g /tick (r2 %.2f, %d orders)",
                 fit.A, fit.k, fit.r2, fit.n_orders)
+    calibration.update(fit="ok", n_orders=int(fit.n_orders), A=float(fit.A), k=float(fit.k))
     return fit
 
 
@@ -472,6 +478,8 @@ def _episode_row(run: _Run, i: int, t0: int, seed: int, ep: dict[str, Any], step
                            "seed": seed}
     row.update({k: ep.get(k, float("nan")) for k in keys})
     row.update({k: v for k, v in ep.items() if k not in row and np.isscalar(v)})
+    # Mark-to-mid PnL before the end-of-episode taker liquidation (pnl = this - liquidation_cost).
+    row["pnl_before_liquidation"] = float(ep.get("realised_pnl", np.nan)) + float(ep.get("unrealised_pnl", np.nan))
     row["max_drawdown"] = utils.max_drawdown(np.cumsum(step_pnl))
     row["wall_s"] = wall_s
     return row
@@ -529,6 +537,7 @@ def _market_stats(g: pd.DataFrame, markouts: Sequence[str]) -> dict[str, float]:
         "inventory_abs_mean": float(g["inventory_abs_mean"].mean()),
         "inventory_max_abs": float(g["inventory_max_abs"].max()),
         "liquidation_cost_mean": float(g["liquidation_cost"].mean()),
+        "pnl_before_liquidation_mean": _mean_or_nan(g, "pnl_before_liquidation"),
         "quoted_bid_share": _mean_or_nan(g, "quoted_bid_share"),
         "quoted_ask_share": _mean_or_nan(g, "quoted_ask_share"),
     })
@@ -608,11 +617,12 @@ def format_table(summary: pd.DataFrame) -> str:
     # One markout column: 1 s when it is a configured horizon, else the shortest one.
     markouts = [c for c in summary.columns if c.startswith("markout_bps_")]
     mk = ["markout_bps_1s" if "markout_bps_1s" in markouts else markouts[0]] if markouts else []
-    cols = ["policy", "pnl_mean", "pnl_std", "pnl_ci95_low", "pnl_ci95_high",
+    cols = ["policy", "pnl_mean", "pnl_before_liquidation_mean", "pnl_std", "pnl_ci95_low", "pnl_ci95_high",
             "sharpe_episode", "sortino_episode", "max_drawdown_max", "fill_ratio",
             "adverse_selection_ratio", *mk, "maker_volume_ratio", "fees_mean",
             "inventory_abs_mean"]
-    short = {"pnl_ci95_low": "ci95_lo", "pnl_ci95_high": "ci95_hi", "sharpe_episode": "sharpe/ep",
+    cols += ["flags"] if "flags" in summary and any(isinstance(f, str) and f for f in summary["flags"]) else []
+    short = {"pnl_before_liquidation_mean": "pnl_noliq","pnl_ci95_low": "ci95_lo", "pnl_ci95_high": "ci95_hi", "sharpe_episode": "sharpe/ep",
              "sortino_episode": "sortino/ep", "max_drawdown_max": "max_dd",
              "adverse_selection_ratio": "adv_sel", "maker_volume_ratio": "maker_ratio",
              "inventory_abs_mean": "|inv|", "fees_mean": "fees"}
@@ -624,8 +634,8 @@ def format_table(summary: pd.DataFrame) -> str:
 def table_footnote(summary: pd.DataFrame) -> str:
     """The lines printed under ``format_table``: what the columns mean and the annualisation."""
     ann = summary["annualisation"].iloc[0] if len(summary) else ""
-    return ("pnl, ci95, max_dd, fees in quote currency per episode; sharpe/ep, sortino/ep = "
-            "mean/std of episode PnL (not annualised)\n"
+    return ("pnl, ci95, max_dd, fees in quote currency per episode (pnl after the end-of-episode liquidation, "
+            "pnl_noliq marked to mid before it); sharpe/ep, sortino/ep = mean/std of episode PnL (not annualised)\n"
             f"annualisation of the *_ann Sharpe/Sortino columns of evaluation_summary.csv: {ann}")
 
 
@@ -747,6 +757,7 @@ def run_evaluation(
         if mode not in cache:
             cache[mode] = make_env(env_config)
         n_fit, warn = episode_fit_warning(cache[mode], n_episodes)
+        span_s = float(cache[mode].range_end_ts - cache[mode].range_start_ts) / 1000.0
         if warn:
             logger.warning("%s", warn)
         with replay_record.ReplayRecorder(out / replay_record.REPLAY_FILE, REPLAY_LEVELS, replay_episodes,
@@ -760,7 +771,10 @@ def run_evaluation(
             for env in cache.values():
                 env.close()
     summary = summarise(episodes, step_pnls, env_config, seed=seed)
-    paired = paired_differences(episodes, seed=seed)
+    summary, flags, degenerate = evaluation_checks.check(
+        summary, episodes, n_episodes, n_fit, span_s, float(utils.get_flat(env_config, "episode_length_s")),
+        (extra_meta or {}).get("calibration"))
+    paired = evaluation_checks.blank_paired(paired_differences(episodes, seed=seed), flags)
     utils.atomic_write_text(out / "evaluation_summary.csv", summary.to_csv(index=False))
     utils.atomic_write_text(out / "episodes.csv", episodes.to_csv(index=False))
     utils.atomic_write_text(out / "paired_differences.csv", paired.to_csv(index=False))
@@ -771,7 +785,8 @@ def run_evaluation(
         "models": list(models or {}),
         "n_episodes": n_episodes,
         "episodes_that_fit": n_fit,
-        "warnings": [warn] if warn else [],
+        "warnings": ([warn] if warn else []) + degenerate,
+        "flags": flags,
         "seed": seed,
         "start_ts": sorted(set(int(v) for v in episodes["start_ts"])),
         "agent_pnl_mean_by_model": _pnl_by_model(episodes),

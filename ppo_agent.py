@@ -44,7 +44,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 # Pin the Keras backend before Keras is imported (STYLE habit 12), and keep TensorFlow's
 # C++ INFO/WARNING logs out of the CLI output (errors still show).
@@ -59,7 +59,8 @@ import tensorflow as tf  # noqa: E402
 
 import manifest  # noqa: E402
 import utils  # noqa: E402
-from ppo_network import NetworkConfig, build_actor_critic  # noqa: E402
+from ppo_config import PPOConfig  # noqa: E402  (re-exported: defined without TensorFlow)
+from ppo_network import build_actor_critic  # noqa: E402
 from rollout_buffer import RolloutBatch, RolloutBuffer, compute_gae  # noqa: E402
 from utils import RunningMeanStd, atomic_write_bytes, atomic_write_json  # noqa: E402
 
@@ -74,83 +75,6 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 TRAIN_METRICS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "loss", "grad_norm")
 _LOG_2PI = math.log(2.0 * math.pi)
-
-
-@dataclass(frozen=True)
-class PPOConfig:
-    """Every PPO hyperparameter. Defaults follow SB3's PPO (itself CleanRL's ppo.py)."""
-
-    learning_rate: float = 3e-4
-    """Adam learning rate (initial value when ``anneal_lr``)."""
-    anneal_lr: bool = True
-    """Linearly anneal the learning rate to 0 over ``total_timesteps`` (CleanRL detail 4)."""
-    n_steps: int = 2048
-    """Environment steps per env per rollout; a rollout holds ``n_steps * n_envs`` transitions."""
-    batch_size: int = 64
-    """Minibatch size (transitions) of each gradient step."""
-    n_epochs: int = 10
-    """Passes over each rollout."""
-    gamma: float = 0.99
-    """Discount factor."""
-    gae_lambda: float = 0.95
-    """GAE lambda (bias/variance trade-off of the advantage estimate)."""
-    clip_range: float = 0.2
-    """PPO surrogate clipping epsilon (initial value when ``anneal_clip_range``)."""
-    anneal_clip_range: bool = False
-    """Linearly anneal the clip range to 0 like the learning rate (rl-zoo ``lin_0.2``)."""
-    clip_range_vf: float = 0.0
-    """Value clipping range around the old value prediction; 0 disables it (SB3 default)."""
-    normalize_advantage: bool = True
-    """Normalise advantages per minibatch (mean 0, std 1)."""
-    ent_coef: float = 0.0
-    """Entropy bonus coefficient."""
-    vf_coef: float = 0.5
-    """Value loss coefficient."""
-    max_grad_norm: float = 0.5
-    """Global gradient-norm clip over all parameters."""
-    adam_eps: float = 1e-5
-    """Adam epsilon (1e-5 as in the PPO reference code, not Keras' 1e-7)."""
-    target_kl: float = 0.0
-    """Stop the epochs of an update once approx KL > 1.5 * target_kl; 0 disables it."""
-    normalize_obs: bool = True
-    """Normalise observations with running mean/std (saved with the model, frozen outside learn)."""
-    normalize_reward: bool = False
-    """Scale rewards by the running std of the discounted return (SB3 VecNormalize)."""
-    clip_obs: float = 10.0
-    """Clip normalised observations to [-clip_obs, clip_obs]."""
-    clip_reward: float = 10.0
-    """Clip normalised rewards to [-clip_reward, clip_reward]."""
-    net: NetworkConfig = dataclasses.field(default_factory=NetworkConfig)
-    """Architecture of the actor-critic network (a nested config: its fields are flags of their
-    own, ``--network``, ``--hidden_size``, ...; see ``ppo_network.NetworkConfig``)."""
-    jit_compile: bool = True
-    """XLA-compile the policy and update steps (``tf.function(jit_compile=True)``)."""
-    device: str = "auto"
-    """``"auto"`` (GPU when TensorFlow sees one), ``"cpu"`` or ``"gpu"``."""
-    mixed_precision: bool = False
-    """bfloat16 hidden layers on GPU (heads, losses and optimizer stay float32); ignored on CPU."""
-
-    SANE_RANGES: ClassVar[dict[str, tuple[float, float]]] = {
-        "learning_rate": (1e-12, 1.0), "clip_range": (0.0, 10.0), "clip_range_vf": (0.0, 1e6),
-        "ent_coef": (0.0, 100.0), "vf_coef": (0.0, 1e3), "max_grad_norm": (0.0, 1e6), "adam_eps": (1e-12, 1.0),
-        "target_kl": (0.0, 100.0), "clip_obs": (1e-6, 1e9), "clip_reward": (1e-6, 1e9),
-    }
-    """Sane range of each number (``utils.check_settings``)."""
-
-    def __post_init__(self) -> None:
-        positive = ("learning_rate", "n_steps", "batch_size", "n_epochs", "adam_eps", "clip_obs", "clip_reward")
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise ValueError(f"PPOConfig.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("gamma", "gae_lambda"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"PPOConfig.{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("clip_range", "clip_range_vf", "ent_coef", "vf_coef", "max_grad_norm", "target_kl"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"PPOConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if self.device not in ("auto", "cpu", "gpu"):
-            raise ValueError(f"PPOConfig.device must be 'auto', 'cpu' or 'gpu', got {self.device!r}")
-        utils.check_settings(self, self.SANE_RANGES)
 
 
 # --------------------------------------------------------------------------- NumPy reference

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from typing import Any
 
 # Pin the Keras backend before Keras is imported (STYLE habit 12), and keep TensorFlow's
@@ -56,53 +55,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
 
-from utils import check_settings  # noqa: E402
+from ppo_config import NETWORK_KINDS, NetworkConfig  # noqa: E402  (re-exported: defined without TensorFlow)
 
-NETWORK_KINDS = ("auto", "mlp", "conv_lstm")
 MARKET_KEYS = ("book", "features", "agent")
 UNROLL_MAX_WINDOW = 32  # LSTM windows up to this length are unrolled (see the LSTM comment)
-
-
-@dataclass(frozen=True)
-class NetworkConfig:
-    """Architecture of the actor-critic network."""
-
-    network: str = "auto"
-    """Architecture: ``"auto"`` (``conv_lstm`` for market Dict observations, ``mlp`` otherwise), ``"mlp"`` or ``"conv_lstm"``."""
-    hidden_size: int = 64
-    """Units of each layer of the MLP trunk."""
-    n_hidden_layers: int = 2
-    """Number of layers of the MLP trunk."""
-    activation: str = "tanh"
-    """Trunk activation: ``"tanh"`` (SB3/CleanRL default for PPO) or ``"relu"``."""
-    shared_trunk: bool = False
-    """True: actor and critic share the encoder and trunk; False: two separate copies (SB3 default for MLP)."""
-    layer_norm: bool = False
-    """Apply LayerNorm after the encoder and before each trunk activation."""
-    conv_filters: int = 16
-    """Filters of each per-time-step Conv1D over the book levels (conv_lstm only)."""
-    conv_kernel: int = 3
-    """Kernel size (in book levels) of the Conv1D layers (conv_lstm only)."""
-    conv_layers: int = 2
-    """Number of stacked Conv1D layers (conv_lstm only)."""
-    lstm_units: int = 64
-    """Units of the LSTM over the observation window (conv_lstm only)."""
-    ortho_init: bool = True
-    """Orthogonal initialisation, gain sqrt(2) hidden, 0.01 actor head, 1 critic head, zero biases."""
-    log_std_init: float = 0.0
-    """Initial value of the state-independent Gaussian log-std (continuous actions only)."""
-
-    def __post_init__(self) -> None:
-        if self.network not in NETWORK_KINDS:
-            raise ValueError(f"network kind must be one of {NETWORK_KINDS}, got {self.network!r}")
-        if self.activation not in ("tanh", "relu"):
-            raise ValueError(f"activation must be 'tanh' or 'relu', got {self.activation!r}")
-        for name in ("hidden_size", "conv_filters", "conv_kernel", "conv_layers", "lstm_units"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.n_hidden_layers < 0:
-            raise ValueError(f"n_hidden_layers must be >= 0, got {self.n_hidden_layers}")
-        check_settings(self, {"log_std_init": (-20.0, 5.0)})  # std in [2e-9, 148]
 
 
 def resolve_network_kind(observation_space: gym.Space, kind: str = "auto") -> str:

@@ -12,6 +12,7 @@ Public names:
 - The variants, one class each, registered by name in ``REWARD_VARIANTS`` (add one with
   ``register_reward``): ``PnLReward`` ("pnl") and ``InventoryPenaltyReward``
   ("pnl_inventory_penalty"); and ``TerminalInventoryPenalty``, applied by every variant.
+- ``ignored_settings``: the variant parameters a chosen variant does not read (warned about).
 
 Formulas. Every term is computed in quote currency and converted once:
 
@@ -35,7 +36,7 @@ the factor ``tick_size · order_size``); "tick_lots" rewards are unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -43,7 +44,7 @@ from utils import check_settings
 
 __all__ = [
     "REWARD_UNITS", "REWARD_VARIANTS", "InventoryPenaltyReward", "PnLReward", "Reward", "RewardConfig",
-    "TerminalInventoryPenalty", "register_reward",
+    "TerminalInventoryPenalty", "ignored_settings", "register_reward",
 ]
 
 REWARD_VARIANTS: dict[str, type] = {}
@@ -96,6 +97,23 @@ class RewardConfig:
         check_settings(self, self.SANE_RANGES)
 
 
+def ignored_settings(reward: str, given: Iterable[str]) -> list[str]:
+    """The variant parameters among ``given`` (``RewardConfig`` field names) that ``reward`` does not read.
+
+    A variant lists the fields it reads in ``parameters``; a field listed by some other variant
+    only (e.g. ``inventory_penalty_gamma`` with ``reward="pnl"``) is ignored by ``reward``.
+    ``train.py`` warns about each one the user set.
+
+    >>> ignored_settings("pnl", ["inventory_penalty_gamma", "reward_unit"])
+    ['inventory_penalty_gamma']
+    >>> ignored_settings("pnl_inventory_penalty", ["inventory_penalty_gamma"])
+    []
+    """
+    own = set(getattr(REWARD_VARIANTS[reward], "parameters", ()))
+    variant_only = {f for cls in REWARD_VARIANTS.values() for f in getattr(cls, "parameters", ())}
+    return [g for g in given if g in variant_only and g not in own]
+
+
 @register_reward("pnl")
 @dataclass(frozen=True)
 class PnLReward:
@@ -107,6 +125,8 @@ class PnLReward:
 
     uses_sigma: ClassVar[bool] = False
     """Whether ``running_penalty`` reads ``sigma`` (the env computes it only then)."""
+    parameters: ClassVar[tuple[str, ...]] = ()
+    """The ``RewardConfig`` fields of a variant that this variant reads (``ignored_settings``)."""
 
     @classmethod
     def from_config(cls, config: RewardConfig) -> PnLReward:
@@ -133,6 +153,8 @@ class InventoryPenaltyReward:
     gamma: float = 0.01
     uses_sigma: ClassVar[bool] = True
     """``running_penalty`` reads ``sigma``."""
+    parameters: ClassVar[tuple[str, ...]] = ("inventory_penalty_gamma",)
+    """Reads ``RewardConfig.inventory_penalty_gamma``."""
 
     @classmethod
     def from_config(cls, config: RewardConfig) -> InventoryPenaltyReward:

@@ -479,7 +479,8 @@ def run_metrics(run_dir: Path, objective: str) -> dict[str, Any]:
         agent = summary.loc["agent"]
         out.update(agent_pnl_mean=float(agent["pnl_mean"]), agent_pnl_ci_lo=float(agent["pnl_ci95_low"]),
                    agent_pnl_ci_hi=float(agent["pnl_ci95_high"]))
-        baselines = summary.drop(index="agent")
+        # initial_agent (the run's untrained agent, issue 16) is a reference row, not a baseline
+        baselines = summary.drop(index=[p for p in ("agent", "initial_agent") if p in summary.index])
         if len(baselines):
             best = str(baselines["pnl_mean"].astype(float).idxmax())
             d = paired.loc[best]

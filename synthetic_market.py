@@ -816,7 +816,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if argv[:1] == ["compare"]:
-        parser = argparse.ArgumentParser(prog="synthetic_market.py compare",
+        parser = argparse.ArgumentParser(allow_abbrev=False, prog="synthetic_market.py compare",
                                          description="Print book/trade statistics of synthetic and real feeds side by side")
         parser.add_argument("--real", type=Path, nargs="+", required=True, help="real feed file(s)")
         parser.add_argument("--symbol", default="ETHUSDT", help="symbol to read from the real file(s)")
@@ -831,7 +831,7 @@ def main(argv: list[str] | None = None) -> int:
             cols[f"real {args.symbol} ({real.name})"] = market_statistics(real, symbol=args.symbol)
         print(format_comparison(cols))
         return 0
-    parser = argparse.ArgumentParser(description="Synthetic Bybit v5 order-book market "
+    parser = argparse.ArgumentParser(allow_abbrev=False, description="Synthetic Bybit v5 order-book market "
                                      "(subcommand 'compare' prints statistics vs real feeds)")
     parser.add_argument("--hours", type=float, default=1.0, help="hours of feed (fractions allowed)")
     parser.add_argument("--seed", type=int, default=7)

@@ -34,8 +34,6 @@ import argparse
 import functools
 import logging
 import math
-import os
-import platform
 import re
 import shutil
 import signal
@@ -55,8 +53,10 @@ import evaluation
 import manifest
 import model_market_cli as mmc
 import plots
+import train_plan
 import utils
 from cli import save_model
+from train_plan import data_entry, device_info, git_commit, make_vector_env, package_versions
 
 logger = logging.getLogger(__name__)
 
@@ -180,8 +180,8 @@ class TrainSettings:
     """Settings of the training loop (the env and PPO have their own configs)."""
 
     num_episodes: int = 60
-    """Training budget in episodes (of ``episode_length_s`` each, all envs together); used when
-    ``total_timesteps`` is 0."""
+    """Training budget in episodes of the length the training data allows (``episode_length_s``, or
+    the whole training range when shorter; all envs together); used when ``total_timesteps`` is 0."""
     total_timesteps: int = 0
     """Training budget in environment steps (all envs together); 0 = ``num_episodes`` x steps
     per episode. With ``--resume`` it is the budget of the whole run, steps already done included."""
@@ -280,6 +280,8 @@ class TrainingMonitor:
         self.rows: list[dict[str, Any]] = list(log_rows or [])
         self.best_eval = best_eval
         self.stop_requested = False
+        self.stop_signal = 0  # the signal that asked to stop (SIGINT or SIGTERM), 0 = none
+        self.learn_steps, self.learn_s = 0, 0.0  # set by _learn_with_sigint
         self.stopped_by_nan: str | None = None
         self.last_checkpoint: Path | None = _latest_checkpoint(run_dir)
         self.tb = TensorBoardWriter(run_dir / "tensorboard")
@@ -335,7 +337,7 @@ class TrainingMonitor:
         if mean > self.best_eval:
             self.best_eval = mean
             save_model(agent, self.run_dir / "models" / "best_model", self.model_meta)
-            logger.info("new best held-out PnL %.4f at step %d: saved models/best_model", mean,
+            logger.info("new best validation PnL %.4f at step %d: saved models/best_model", mean,
                         agent.num_timesteps)
 
     # -- outputs ------------------------------------------------------------------------
@@ -420,79 +422,13 @@ def _latest_checkpoint(run_dir: Path, warn: bool = False) -> Path | None:
     return ckpt
 
 
-# --------------------------------------------------------------------------- setup helpers
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of Python and the packages a result depends on."""
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for name in ("numpy", "pandas", "tensorflow", "keras", "gymnasium", "matplotlib", "orjson",
-                 "sortedcontainers", "scipy"):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def device_info(agent: Any) -> dict[str, Any]:
-    """The compute device the agent runs on and what TensorFlow sees."""
-    import tensorflow as tf
-
-    return {"agent_device": getattr(agent, "device", "?"),
-            "gpus": [g.name for g in tf.config.list_physical_devices("GPU")],
-            "cpu_count": os.cpu_count()}
-
-
-def git_commit() -> str | None:
-    """The commit of the code (``None`` outside a git checkout)."""
-    head = Path(__file__).resolve().parent / ".git" / "HEAD"
-    try:
-        ref = head.read_text().strip()
-        if ref.startswith("ref: "):
-            return (head.parent / ref[5:]).read_text().strip()
-        return ref
-    except OSError:
-        return None
-
-
-def steps_per_episode(env_config: Any) -> int:
-    """Decision steps in one episode: ``ceil(episode_length_s * 1000 / decision_interval_ms)``.
-
-    >>> from types import SimpleNamespace as NS
-    >>> steps_per_episode(NS(episode_length_s=300.0, decision_interval_ms=1000))
-    300
-    """
-    return int(math.ceil(env_config.episode_length_s * 1000.0 / env_config.decision_interval_ms))
-
-
-def make_vector_env(env_config: Any, n_envs: int, kind: str) -> Any:
-    """``n_envs`` copies of the market env in a gymnasium vector env."""
-    import gymnasium as gym
-
-    fns = [functools.partial(cli.make_env, env_config) for _ in range(n_envs)]
-    if kind == "async":
-        # "spawn", not "fork": forking a process that has initialised TensorFlow can deadlock.
-        return gym.vector.AsyncVectorEnv(fns, context="spawn")
-    return gym.vector.SyncVectorEnv(fns)
-
-
-def data_entry(paths: Sequence[Path], time_range: Sequence[float]) -> dict[str, Any]:
-    """The ``params.json`` record of a data split: files with sizes and SHA-256, time range."""
-    return {"files": [{"path": str(p), "bytes": p.stat().st_size, "sha256": utils.sha256_file(p)}
-                      for p in paths],
-            "time_range": list(time_range)}
-
-
 # --------------------------------------------------------------------------- CLI
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, dict[str, str]]]:
     """The parser and the ``{config name: {dest: field}}`` maps of the generated flags."""
     from event_driven_env import EnvConfig
-    from ppo_agent import PPOConfig
+    from ppo_config import PPOConfig
 
     p = utils.OneLineErrorParser(
         prog="train.py",
@@ -507,12 +443,23 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, dict[str, str]]]:
                         "synthetic market, generated once into data/)")
     g.add_argument("--symbol", default=None, help="symbol to trade in files holding several")
     g.add_argument("--train_range", nargs=2, type=float, default=None, metavar=("START", "END"),
-                   help="training time range as fractions of the recording (default: 0 0.7, or 0 1 "
-                        "with --eval_data_path)")
+                   help="training (+ validation) time range as fractions of the recording; without --val_range "
+                        "its last seventh is the validation range, so the default split is train 0-0.6, "
+                        "validation 0.6-0.7, test 0.7-1 (default: 0 0.7, or 0 1 with --eval_data_path)")
+    g.add_argument("--val_range", nargs=2, type=float, default=None, metavar=("START", "END"),
+                   help="validation time range of the training recording: the periodic evaluation that "
+                        "selects models/best_model runs on it (default: the last seventh of --train_range; given alone, training is 0 to its start)")
     g.add_argument("--eval_range", nargs=2, type=float, default=None, metavar=("START", "END"),
-                   help="held-out time range (default: 0.7 1, or 0 1 of --eval_data_path)")
+                   help="test time range of the final evaluation, never used for training or selection "
+                        "(default: 0.7 1, or 0 1 of --eval_data_path)")
     g.add_argument("--eval_data_path", nargs="+", default=None,
-                   help="separate held-out recording(s) instead of a time split")
+                   help="separate test recording(s) instead of a time split")
+    g.add_argument("--inventory_penalty", type=float, default=None, metavar="GAMMA",
+                   help="train with the running inventory penalty: the same as --reward "
+                        "pnl_inventory_penalty --inventory_penalty_gamma GAMMA (reward.py)")
+    g.add_argument("--force", action="store_true",
+                   help=f"run a budget of more than {train_plan.MAX_PASSES:g} passes over the training data "
+                        "(refused otherwise)")
     g.add_argument("--env", choices=mmc.ENVS, default=None, help=mmc.ENV_HELP)
     g.add_argument("--seed", type=int, default=0, help="seed of weights, sampling and episode starts")
     g.add_argument("--run_name", default=None,
@@ -540,57 +487,59 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, dict[str, str]]]:
     return p, maps
 
 
+_ACTIVE: dict[str, Any] = {"run_dir": None, "t0": 0.0}
+"""The run folder of the run in progress (``None`` before it exists) and the process start:
+what an interrupt or a disk-full error at any moment tells the user (``_interrupted``)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
+    _ACTIVE.update(run_dir=None, t0=time.perf_counter())
 
     def body() -> int:
         parser, maps = build_parser()
         return _train(parser.parse_args(argv), maps)
 
-    return cli.run_cli("train.py", body, argv, interrupted="interrupted before training started; nothing saved")
+    return cli.run_cli("train.py", body, argv, interrupted=_interrupted, error_hint=_resume_hint)
 
 
-def _data_split(args: argparse.Namespace) -> tuple[list[Path], list[Path], tuple[float, float], tuple[float, float]]:
-    """``(train_files, eval_files, train_range, eval_range)`` from the data flags."""
-    if args.data_path:
-        train_files = cli.resolve_data_paths(args.data_path)
-    else:
-        from synthetic_market import default_dataset
+def _interrupted() -> str:
+    """The line after an interrupt that ended the run at once (second Ctrl-C, SIGTERM outside ``learn``)."""
+    return _resume_hint() or "interrupted before training started; nothing saved"
 
-        logger.info("no --data_path: using the synthetic market (generated once into data/)")
-        train_files = [Path(default_dataset())]
-    if args.eval_data_path:
-        eval_files = cli.resolve_data_paths(args.eval_data_path)
-        train_range = cli.parse_range(args.train_range, "--train_range") or (0.0, 1.0)
-        eval_range = cli.parse_range(args.eval_range, "--eval_range") or (0.0, 1.0)
-    else:
-        eval_files = train_files
-        train_range = cli.parse_range(args.train_range, "--train_range") or (0.0, 0.7)
-        eval_range = cli.parse_range(args.eval_range, "--eval_range") or (0.7, 1.0)
-        if train_range[1] > eval_range[0] and eval_range[1] > train_range[0]:
-            raise utils.CliError(f"--train_range {train_range} and --eval_range {eval_range} overlap: "
-                                 "the held-out evaluation would see training data")
-    return train_files, eval_files, train_range, eval_range
+
+def _resume_hint() -> str | None:
+    """How to go on with the run in progress: its latest checkpoint and the resume command, or ``None``."""
+    run_dir = _ACTIVE["run_dir"]
+    if run_dir is None:
+        return None
+    ckpt = _latest_checkpoint(run_dir)
+    if ckpt is None:
+        return f"interrupted before the first checkpoint of {run_dir}: nothing to resume"
+    return f"the run's latest checkpoint is {ckpt}. Resume with: python train.py --resume {run_dir}"
 
 
 def _resolve_new_run(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> dict[str, Any]:
     from event_driven_env import EnvConfig
-    from ppo_agent import PPOConfig
+    from ppo_config import PPOConfig
 
     settings = utils.dataclass_from_args(TrainSettings, args, maps["train"])
-    train_files, eval_files, train_range, eval_range = _data_split(args)
-    base = utils.from_flat(EnvConfig, data_path=cli.env_data_path(train_files), symbol=args.symbol,
-                           time_range=train_range)
+    split = train_plan.data_split(args)
+    train_plan.inventory_penalty_flag(args, maps["env"])
+    base = utils.from_flat(EnvConfig, data_path=cli.env_data_path(split.train_files), symbol=args.symbol,
+                           time_range=split.train_range)
     env_cfg = utils.dataclass_from_args(EnvConfig, args, maps["env"], base=base)
+    train_plan.warn_ignored_reward_settings(args, maps["env"], env_cfg)
     ppo_base = utils.from_flat(PPOConfig, **TRAIN_PPO_DEFAULTS)
     ppo_cfg = utils.dataclass_from_args(PPOConfig, args, maps["ppo"], base=ppo_base)
-    return {"settings": settings, "env": env_cfg, "ppo": ppo_cfg, "train_files": train_files,
-            "eval_files": eval_files, "train_range": train_range, "eval_range": eval_range}
+    return {"settings": settings, "env": env_cfg, "ppo": ppo_cfg, "train_files": split.train_files,
+            "eval_files": split.test_files, "train_range": split.train_range, "eval_range": split.test_range,
+            "val_files": split.val_files, "val_range": split.val_range}
 
 
 def _resume_run(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> tuple[Path, dict[str, Any], dict]:
     from event_driven_env import EnvConfig
-    from ppo_agent import PPOConfig
+    from ppo_config import PPOConfig
 
     run_dir = Path(args.resume)
     params_file = run_dir / "params.json"
@@ -604,16 +553,24 @@ def _resume_run(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> tu
     # Loop settings (budget, intervals, final evaluation) may change on resume.
     settings = utils.dataclass_from_args(TrainSettings, args, maps["train"], base=settings)
     # The saved configs are nested dicts, or flat ones written before the nesting: both load.
+    data = params["data"]
+    test = data.get("test") or data["eval"]  # "eval": runs written before the validation split
+    if "validation" not in data:
+        logger.warning("%s predates the validation split: its best_model is selected on the test range %s",
+                       run_dir, test["time_range"])
+    val = data.get("validation") or test
     run = {
         "settings": settings,
         "env": utils.dataclass_from_dict(EnvConfig, params["env_config"], source=str(params_file)),
         "ppo": utils.dataclass_from_dict(PPOConfig, params["ppo_config"], source=str(params_file)),
-        "train_files": [Path(f["path"]) for f in params["data"]["train"]["files"]],
-        "eval_files": [Path(f["path"]) for f in params["data"]["eval"]["files"]],
-        "train_range": tuple(params["data"]["train"]["time_range"]),
-        "eval_range": tuple(params["data"]["eval"]["time_range"]),
+        "train_files": [Path(f["path"]) for f in data["train"]["files"]],
+        "eval_files": [Path(f["path"]) for f in test["files"]],
+        "val_files": [Path(f["path"]) for f in val["files"]],
+        "train_range": tuple(data["train"]["time_range"]),
+        "eval_range": tuple(test["time_range"]),
+        "val_range": tuple(val["time_range"]),
     }
-    for f in params["data"]["train"]["files"] + params["data"]["eval"]["files"]:
+    for f in data["train"]["files"] + test["files"] + val["files"]:
         p = Path(f["path"])
         if not p.is_file():
             raise utils.CliError(f"--resume: data file of the run not found: {p}")
@@ -643,22 +600,33 @@ def _train(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> int:
     env_cfg = run["env"]
     eval_cfg = utils.replace_flat(env_cfg, data_path=cli.env_data_path(run["eval_files"]),
                                   time_range=run["eval_range"])
-    total = settings.total_timesteps or settings.num_episodes * steps_per_episode(env_cfg)
-    model_meta = cli.model_metadata(env_cfg, run["eval_files"], run["eval_range"])
+    val_cfg = utils.replace_flat(env_cfg, data_path=cli.env_data_path(run["val_files"]), time_range=run["val_range"])
+    model_meta = cli.model_metadata(env_cfg, run["eval_files"], run["eval_range"],
+                                    validation=(run["val_files"], run["val_range"]))
     envs = make_vector_env(env_cfg, settings.n_envs, settings.vector_env)
+    try:
+        budget = train_plan.log_plan(settings, env_cfg, envs, run, args.force)
+    except BaseException:
+        envs.close()
+        raise
+    total = budget.total_steps
     if ckpt is not None:
         agent, seed = _resumed_agent(run_dir, ckpt, params)
         params["train_settings"] = utils.dataclass_to_dict(settings)  # loop settings may change on resume
     else:
-        agent, seed, run_dir, params = _new_run(args, run, envs, eval_cfg)
-    params["total_timesteps"] = total
+        agent, seed, run_dir, params = _new_run(args, run, envs, eval_cfg, val_cfg, budget)
+        # The untrained agent: the final evaluation's reference row ("did it learn anything?").
+        save_model(agent, run_dir / "models" / "initial_model", model_meta)
+    params["total_timesteps"], params["budget"] = total, budget._asdict()
+    _ACTIVE["run_dir"] = run_dir
     utils.atomic_write_json(run_dir / "params.json", params)
-    logger.info("run folder: %s (budget %d steps, %d steps per episode)", run_dir, total,
-                steps_per_episode(env_cfg))
+    logger.info("run folder: %s", run_dir)
     monitor = _make_monitor(run_dir, settings, model_meta, agent, ckpt is not None, total,
-                            _periodic_eval_fn(eval_cfg, settings, seed), args, _diagnostics_fn(env_cfg))
+                            _periodic_eval_fn(val_cfg, settings, seed), args,
+                            _diagnostics_fn(env_cfg, budget.steps_per_episode))
     _learn_with_sigint(agent, envs, total, monitor)
-    final_eval = functools.partial(_final_evaluation, agent, env_cfg, eval_cfg, settings, seed, run_dir, args)
+    final_eval = functools.partial(_final_evaluation, agent, env_cfg, eval_cfg, settings, seed, run_dir, args,
+                                   run["val_range"])
     return _finish(agent, monitor, run_dir, model_meta, settings, final_eval)
 
 
@@ -675,8 +643,8 @@ def _resumed_agent(run_dir: Path, ckpt: Path, params: dict[str, Any]) -> tuple[A
     return agent, agent.seed
 
 
-def _new_run(args: argparse.Namespace, run: dict[str, Any], envs: Any, eval_cfg: Any
-             ) -> tuple[Any, int, Path, dict[str, Any]]:
+def _new_run(args: argparse.Namespace, run: dict[str, Any], envs: Any, eval_cfg: Any, val_cfg: Any,
+             budget: Any) -> tuple[Any, int, Path, dict[str, Any]]:
     """A fresh agent, its run folder (created) and the ``params.json`` record of the run."""
     from ppo_agent import PPOAgent
 
@@ -691,11 +659,14 @@ def _new_run(args: argparse.Namespace, run: dict[str, Any], envs: Any, eval_cfg:
         "command": [sys.executable, *sys.argv], "seed": seed, "git_commit": git_commit(),
         "env_config": utils.dataclass_to_dict(env_cfg),
         "eval_env_config": utils.dataclass_to_dict(eval_cfg),
+        "validation_env_config": utils.dataclass_to_dict(val_cfg),
         "ppo_config": utils.dataclass_to_dict(run["ppo"]),
         "train_settings": utils.dataclass_to_dict(run["settings"]),
+        # train: learning; validation: periodic evaluation selecting best_model; test: final evaluation only.
         "data": {"train": data_entry(run["train_files"], run["train_range"]),
-                 "eval": data_entry(run["eval_files"], run["eval_range"])},
-        "steps_per_episode": steps_per_episode(env_cfg),
+                 "validation": data_entry(run["val_files"], run["val_range"]),
+                 "test": data_entry(run["eval_files"], run["eval_range"])},
+        "steps_per_episode": budget.steps_per_episode,
         "versions": package_versions(), "device": device_info(agent), "resumed": [],
     }
     return agent, seed, run_dir, params
@@ -745,38 +716,40 @@ def _make_monitor(run_dir: Path, settings: TrainSettings, model_meta: dict[str, 
                            progress=not args.no_progress, wall_offset=wall, diagnostics=diagnostics)
 
 
-def _diagnostics_fn(env_cfg: Any) -> Callable[[dict[str, float]], dict[str, float]]:
-    """``market_diagnostics`` for this env's action mode and episode length."""
+def _diagnostics_fn(env_cfg: Any, steps: int | None = None) -> Callable[[dict[str, float]], dict[str, float]]:
+    """``market_diagnostics`` for this env's action mode and episode length (``steps``: as the data allows)."""
     from event_driven_env import DISCRETE_ACTIONS
 
+    steps = steps or train_plan.steps_per_episode(env_cfg)
     names = DISCRETE_ACTIONS if utils.get_flat(env_cfg, "action_mode") == "discrete" else None
-    return functools.partial(market_diagnostics, action_names=names,
-                             steps_per_episode=steps_per_episode(env_cfg))
+    return functools.partial(market_diagnostics, action_names=names, steps_per_episode=steps)
 
 
 def _learn_with_sigint(agent: Any, envs: Any, total: int, monitor: TrainingMonitor) -> None:
-    """``agent.learn``; the first Ctrl-C stops after the current update, the second at once."""
+    """``agent.learn``; the first Ctrl-C or SIGTERM stops after the current update, a second one at once."""
 
-    def on_sigint(signum: int, frame: Any) -> None:
-        if monitor.stop_requested:  # second Ctrl-C: give up at once
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            raise KeyboardInterrupt
-        monitor.stop_requested = True
-        logger.warning("Ctrl-C: stopping after the current update, saving a checkpoint and the "
-                       "plots (press again to abort at once)")
+    def on_signal(signum: int, frame: Any) -> None:
+        if monitor.stop_signal:  # second signal: give up at once (``main`` says where to resume)
+            raise cli.Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        monitor.stop_requested, monitor.stop_signal = True, signum
+        logger.warning("%s: stopping after the current update, saving a checkpoint and the plots (press Ctrl-C "
+                       "again to abort at once)", "Ctrl-C" if signum == signal.SIGINT else "SIGTERM")
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    steps0, t0 = agent.num_timesteps, time.perf_counter()
     try:
         agent.learn(envs, total, callback=monitor)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        monitor.learn_steps, monitor.learn_s = agent.num_timesteps - steps0, time.perf_counter() - t0
+        for s, handler in previous.items():
+            signal.signal(s, handler)
         monitor.close()
         envs.close()
 
 
 def _finish(agent: Any, monitor: TrainingMonitor, run_dir: Path, model_meta: dict[str, Any],
             settings: TrainSettings, final_eval: Callable[[], None]) -> int:
-    """After ``learn``: NaN stop, Ctrl-C stop, or the final models and ``final_eval()``; the exit code."""
+    """After ``learn``: NaN stop, Ctrl-C/SIGTERM stop, or the final models and ``final_eval()``; the exit code."""
     if monitor.stopped_by_nan:
         print(f"train.py: error: {monitor.stopped_by_nan}", file=sys.stderr)
         monitor.plot()
@@ -786,9 +759,10 @@ def _finish(agent: Any, monitor: TrainingMonitor, run_dir: Path, model_meta: dic
                 monitor.last_checkpoint.name != f"update_{agent.num_updates:06d}":
             monitor.save_checkpoint(agent)
         monitor.plot()
+        print(_speed_line(monitor), file=sys.stderr)
         print(f"train.py: interrupted at step {agent.num_timesteps}; checkpoint saved. "
               f"Resume with: python train.py --resume {run_dir}", file=sys.stderr)
-        return 130
+        return cli.interrupt_exit_code(monitor.stop_signal or signal.SIGINT)
     save_model(agent, run_dir / "models" / "final_model", model_meta)
     if not (run_dir / "models" / "best_model").is_dir():
         # No periodic evaluation ran (eval_interval 0 or fewer updates): best = final.
@@ -798,32 +772,51 @@ def _finish(agent: Any, monitor: TrainingMonitor, run_dir: Path, model_meta: dic
     if settings.final_eval:
         try:
             final_eval()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             print(f"train.py: final evaluation interrupted; the trained models are in {run_dir / 'models'} "
                   f"(evaluate them with evaluate.py --model_path ...)", file=sys.stderr)
-            return 130
+            return cli.interrupt_exit_code(exc)
     print(f"done: {run_dir}")
+    print(_speed_line(monitor))
     return 0
 
 
+def _speed_line(monitor: TrainingMonitor) -> str:
+    """``elapsed ...; training N steps in S s = R steps/s``: what this run took, measured by itself."""
+    rate = monitor.learn_steps / monitor.learn_s if monitor.learn_s > 0 else math.nan
+    return (f"elapsed {time.perf_counter() - _ACTIVE['t0']:.0f} s in total (this process); training "
+            f"{monitor.learn_steps:,} steps in {monitor.learn_s:.0f} s = {rate:,.0f} steps/s (periodic evaluations, "
+            f"checkpoints and plots included)")
+
+
 def _final_evaluation(agent: Any, env_cfg: Any, eval_cfg: Any, settings: TrainSettings, seed: int,
-                      run_dir: Path, args: argparse.Namespace) -> None:
+                      run_dir: Path, args: argparse.Namespace, val_range: Sequence[float]) -> None:
+    """The final agent, the untrained one (reference) and the baselines on the test range."""
     cache: dict[str, Any] = {}
     # AS/GLFT calibrate on the training part: no look-ahead.
     calibration = {"data_path": utils.get_flat(env_cfg, "data_path"), "symbol": utils.get_flat(env_cfg, "symbol"),
                    "time_range": list(utils.get_flat(env_cfg, "time_range"))}
-    policies = evaluation.build_baselines(eval_cfg, None, seed, cache, calibration)
-    models = {f"{run_dir.name}-final_model": evaluation.AgentPolicy(agent, utils.get_flat(eval_cfg, "action_mode"))}
-    logger.info("final evaluation on the held-out data: agent and %s, %d episodes each", list(policies),
-                settings.final_eval_episodes)
+    mode = utils.get_flat(eval_cfg, "action_mode")
+    policies = {}
+    initial = run_dir / "models" / "initial_model"
+    if initial.is_dir():  # runs started before it existed have none
+        policies[evaluation.INITIAL_AGENT] = evaluation.AgentPolicy(cli.load_model(initial)[0], mode)
+    policies.update(evaluation.build_baselines(eval_cfg, None, seed, cache, calibration))
+    models = {f"{run_dir.name}-final_model": evaluation.AgentPolicy(agent, mode)}
+    selection = (f"final evaluation of models/final_model (the last weights, not best_model) on the test range "
+                 f"{tuple(utils.get_flat(eval_cfg, 'time_range'))}, never used for training or model selection "
+                 f"(best_model was selected on the validation range {tuple(val_range)})")
+    logger.info("%s: agent, %s; %d episodes each", selection, list(policies), settings.final_eval_episodes)
     result = evaluation.run_evaluation(
         policies, eval_cfg, run_dir / "evaluation", n_episodes=settings.final_eval_episodes,
-        seed=seed, visualize_first=settings.final_eval_figures, progress=not args.no_progress, env_cache=cache, models=models,
-        extra_meta={"model_path": str(run_dir / "models" / "final_model"), "calibration": calibration},
+        seed=seed, visualize_first=settings.final_eval_figures, progress=not args.no_progress, env_cache=cache,
+        models=models, extra_meta={"model_path": str(run_dir / "models" / "final_model"), "calibration": calibration,
+                                   "selection": selection},
     )
     for env in cache.values():
         env.close()
     print(evaluation.format_report(result))
+    print(selection)
 
 
 # --------------------------------------------------------------------------- --env as_model
@@ -832,8 +825,8 @@ def _final_evaluation(agent: Any, env_cfg: Any, eval_cfg: Any, settings: TrainSe
 def _market_flags(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -> list[str]:
     """The market-only flags typed (data flags, ``EnvConfig`` fields), by dest."""
     given = [d for d in maps["env"] if hasattr(args, d)]
-    given += [o for o in ("data_path", "eval_data_path", "train_range", "eval_range", "symbol")
-              if getattr(args, o) is not None]
+    given += [o for o in ("data_path", "eval_data_path", "train_range", "val_range", "eval_range", "symbol",
+                          "inventory_penalty") if getattr(args, o) is not None]
     return sorted(given)
 
 
@@ -888,7 +881,7 @@ def _resolve_as_run(args: argparse.Namespace, maps: dict[str, dict[str, str]]) -
 def _resume_as_run(args: argparse.Namespace, maps: dict[str, dict[str, str]]
                    ) -> tuple[Path, dict[str, Any], dict[str, Any]]:
     """The saved configs of an ``--env as_model`` run (loop settings may change, as for the market)."""
-    from ppo_agent import PPOConfig
+    from ppo_config import PPOConfig
 
     run_dir = Path(args.resume)
     params_file = run_dir / "params.json"
@@ -937,4 +930,4 @@ def _symbol_of(files: Sequence[Path]) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.exit_quietly(main())

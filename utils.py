@@ -51,7 +51,8 @@ def atomic_open(path: str | os.PathLike, buffering: int = -1) -> Iterator[Binary
     Writes go to a temp file in the same folder; on a clean exit it is flushed, fsynced,
     given the permissions a plain ``open`` would give (``0o666 & ~umask``; ``mkstemp`` makes
     0600) and renamed over ``path``. On any exception, KeyboardInterrupt included, the temp
-    file is removed and ``path`` keeps its old content.
+    file is removed and ``path`` keeps its old content; an ``OSError`` that names no file (a
+    full disk: ``ENOSPC``) is re-raised naming ``path``.
 
     Args:
         path: destination file; its folder is created if missing.
@@ -70,9 +71,12 @@ def atomic_open(path: str | os.PathLike, buffering: int = -1) -> Iterator[Binary
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            # A failed write (ENOSPC, EIO) names no file: name the destination, for the one-line error.
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 
@@ -405,7 +409,18 @@ class CliError(ValueError):
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
-    """``ArgumentParser`` whose errors are one line on stderr (``prog: error: ...``), exit 2."""
+    """``ArgumentParser`` whose errors are one line on stderr (``prog: error: ...``), exit 2.
+
+    Prefixes of long flags are refused (``allow_abbrev=False``): argparse would otherwise take
+    ``--inventory_penalty`` for the only flag it begins, silently.
+
+    >>> OneLineErrorParser(prog="x").allow_abbrev
+    False
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:  # noqa: D102 - argparse API
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")

@@ -67,7 +67,7 @@ def env_episode(path: str, hours: float, fill_model: str, window: int, levels: i
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     ap.add_argument("--hours", type=float, default=2.0, help="hours of synthetic feed (24 = a full day)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--fill-model", default="queue", choices=["queue", "bbo_cross"])

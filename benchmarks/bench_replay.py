@@ -389,7 +389,7 @@ def bench_rss(hours_list: list[float], seed: int) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--hours", type=float, default=2.0, help="length of the large synthetic file")
     parser.add_argument("--seed", type=int, default=7, help="synthetic market seed")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per figure (best is kept)")

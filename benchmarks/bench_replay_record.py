@@ -32,7 +32,7 @@ from synthetic_market import generate_file  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     """Print the CPU time of evaluation episodes with and without the replay recorder."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     p.add_argument("--episodes", type=int, default=4)
     p.add_argument("--episode_length_s", type=float, default=300.0)
     p.add_argument("--repeats", type=int, default=3)

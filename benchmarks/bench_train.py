@@ -60,7 +60,7 @@ def env_only_rate(envs: gym.vector.VectorEnv, steps: int, seed: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--data", default=None, help="recording (default: synthetic_market.default_dataset())")
     p.add_argument("--symbol", default=None, help="symbol in a multi-symbol recording, e.g. ETHUSDT")
     p.add_argument("--networks", default="conv_lstm,mlp", help="comma-separated: conv_lstm, mlp")

@@ -123,7 +123,7 @@ def run_one(objective: str, seed: int, args: argparse.Namespace) -> tuple[dict, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3, help="training seeds 0..N-1 (default 3)")
     p.add_argument("--timesteps", type=int, default=200_000, help="training budget per agent (default 200k)")
     p.add_argument("--n-envs", type=int, default=16, help="training envs (default 16)")

@@ -112,7 +112,7 @@ def headline(eval_dir: Path, n_seeds: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point (see the module docstring)."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3, help="training seeds 0..N-1 (default 3)")
     p.add_argument("--timesteps", type=int, default=180_000, help="training steps per seed (default 180k)")
     p.add_argument("--episodes", type=int, default=30, help="held-out evaluation episodes (default 30)")

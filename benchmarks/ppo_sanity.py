@@ -106,7 +106,7 @@ def run_sb3(env_id: str, task: dict, timesteps: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--env", action="append", choices=sorted(TASKS), help="task (repeatable); default: all")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
     p.add_argument("--timesteps", type=int, default=None, help="override the per-task budget")

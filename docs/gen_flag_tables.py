@@ -66,7 +66,7 @@ def _cell(text: str) -> str:
 def render(parser: argparse.ArgumentParser, heading: str = "###") -> str:
     r"""Markdown tables of every flag of ``parser`` (flag, default, meaning), one per argument group.
 
-    >>> p = argparse.ArgumentParser()
+    >>> p = argparse.ArgumentParser(allow_abbrev=False)
     >>> g = p.add_argument_group("run")
     >>> _ = g.add_argument("--out", default="a|b", help="folder <name>/")
     >>> print(render(p))
@@ -127,7 +127,7 @@ def drifted(doc: Path = DOC) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Rewrite the tables (or, with ``--check``, only compare); returns the exit code."""
-    p = argparse.ArgumentParser(prog="gen_flag_tables.py", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="gen_flag_tables.py", description=__doc__.split("\n")[0])
     p.add_argument("--check", action="store_true", help="compare only; exit 1 when a table drifted")
     p.add_argument("--doc", type=Path, default=DOC, help="the Markdown file holding the markers")
     args = p.parse_args(argv)

@@ -32,7 +32,7 @@ def tiny_data(tmp_path_factory) -> Path:
     return generate_file(tmp_path_factory.mktemp("data") / "synth_ETHUSDT.jsonl", hours=0.1, seed=11)
 
 
-def run_train(args, cwd, timeout=240):
+def run_train(args, cwd, timeout=420):  # generous: the shared 2-core machine is often loaded
     return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=ENV,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -45,6 +45,8 @@ def only_run_dir(results: Path) -> Path:
 
 @pytest.mark.slow
 def test_train_smoke_writes_every_file(tiny_data, tmp_path):
+    import numpy as np
+
     import evaluation
     import train
     import utils
@@ -61,8 +63,10 @@ def test_train_smoke_writes_every_file(tiny_data, tmp_path):
     for key in ("env_config", "ppo_config", "train_settings", "data", "versions", "device", "seed",
                 "total_timesteps", "command", "eval_env_config"):
         assert key in params, key
-    assert params["data"]["train"]["time_range"] == [0.0, 0.7]
-    assert params["data"]["eval"]["time_range"] == [0.7, 1.0]
+    # train / validation (selects best_model) / test (final evaluation only), disjoint
+    assert params["data"]["train"]["time_range"] == [0.0, 0.6]
+    assert params["data"]["validation"]["time_range"] == [0.6, 0.7]
+    assert params["data"]["test"]["time_range"] == [0.7, 1.0]
     assert len(params["data"]["train"]["files"][0]["sha256"]) == 64
     assert params["ppo_config"]["n_steps"] == 64 and params["env_config"]["episode_length_s"] == 20.0
     for model in ("best_model", "final_model"):
@@ -81,9 +85,12 @@ def test_train_smoke_writes_every_file(tiny_data, tmp_path):
     summary = pd.read_csv(ev / "evaluation_summary.csv")
     horizons = utils.get_flat(EnvConfig(), "markout_horizons_ms")
     assert list(summary.columns) == list(evaluation.summary_columns(horizons))
-    assert summary["policy"].tolist()[0] == "agent" and len(summary) == 6
+    # the agent, its untrained self (models/initial_model) as the reference row, five baselines
+    assert summary["policy"].tolist()[:2] == ["agent", "initial_agent"] and len(summary) == 7
+    assert (run / "models" / "initial_model" / "agent.json").is_file()
     eps = pd.read_csv(ev / "episodes.csv")
-    assert len(eps) == 12
+    assert len(eps) == 14
+    assert np.allclose(eps["pnl_before_liquidation"] - eps["liquidation_cost"], eps["pnl"], atol=1e-6)
     for col in ("policy", "episode", "start_ts", *evaluation.episode_columns(horizons), "max_drawdown"):
         assert col in eps.columns, col
     # every policy ran on the very same start times
@@ -93,7 +100,7 @@ def test_train_smoke_writes_every_file(tiny_data, tmp_path):
     assert "pnl_mean" in r.stdout and "annualisation" in r.stdout and "sharpe/ep" in r.stdout
     # the paired agent − baseline table, from the same code path as evaluate.py
     paired = pd.read_csv(ev / "paired_differences.csv")
-    assert list(paired.columns) == list(evaluation.PAIRED_COLUMNS) and len(paired) == 5
+    assert list(paired.columns) == list(evaluation.PAIRED_COLUMNS) and len(paired) == 6
     assert "paired difference agent - baseline" in r.stdout and "wilcoxon_p" in r.stdout
     assert eps.loc[eps["policy"] == "agent", "model"].unique().tolist() == [f"{run.name}-final_model"]
     # collapse diagnostics: every update has them; the periodic evaluation adds its own
