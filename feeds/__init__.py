@@ -19,6 +19,10 @@ Layout::
     feeds/bybit.py        Bybit v5 (history files, websocket recordings); the fused hot loop
     feeds/binance.py      Binance USDⓈ-M, hftbacktest collector (REST snapshot + diff sync)
     feeds/cryptofeed.py   cryptofeed v3 captures (unwraps Bybit payloads)
+    feeds/lobster.py      LOBSTER (NASDAQ) order-level message files, checked against their
+                          orderbook file
+    feeds/bitstamp.py     Bitstamp order-level day logs (live_orders, trades, top-20 books)
+    feeds/mbo.py          LevelBook: the aggregated book the order-level feeds keep
 
 A venue module documents its format with real sample lines and its quirks, and defines one
 ``feeds.common.Feed`` subclass. The ``Reader`` makes one instance per read (shared by the
@@ -57,14 +61,16 @@ from typing import Any
 import orjson
 
 from feeds.binance import BinanceFeed
+from feeds.bitstamp import BitstampFeed
 from feeds.bybit import BybitFeed
 from feeds.common import Feed
 from feeds.cryptofeed import CryptofeedFeed
+from feeds.lobster import LobsterFeed
 from messages import DataFormatError
 
 __all__ = ["FEEDS", "UNPARSED", "detect_feed"]
 
-FEEDS: tuple[type[Feed], ...] = (BinanceFeed, CryptofeedFeed, BybitFeed)
+FEEDS: tuple[type[Feed], ...] = (BinanceFeed, CryptofeedFeed, LobsterFeed, BitstampFeed, BybitFeed)
 """The registered formats, in detection order (the first whose ``detect`` is true wins)."""
 
 UNPARSED: Any = object()

@@ -69,6 +69,7 @@ class Reader:
         extra: dict | None = None,
         book: Any = None,
         make_book: bool = False,
+        order_level: bool = False,
     ) -> None:
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -77,6 +78,8 @@ class Reader:
         # the crossing check reads it instead of the light book.
         self.ext_book = book
         self.make_book = make_book
+        # Order-level feeds (LOBSTER, Bitstamp) also yield their OrderMessages.
+        self.order_level = order_level
         self._tick_warned = False
         self.paths = paths
         self.symbol = symbol
