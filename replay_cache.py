@@ -246,6 +246,17 @@ class _Index:
 # --------------------------------------------------------------------------------------------
 
 
+def _feed_of(path: Path) -> type:
+    """The parser class of a (plain) file, from its first non-blank line."""
+    from feeds import detect_feed
+
+    with open(path, "rb") as fh:
+        for i, raw in enumerate(fh, 1):
+            if raw.strip():
+                return detect_feed(path, raw, i)
+    raise DataFormatError(path, None, "empty file")
+
+
 class Replay:
     """Start a replay of one symbol at any time, from cached periodic book checkpoints.
 
@@ -272,6 +283,10 @@ class Replay:
         end_ts: exchange ms of the last book message.
         checkpoint_ts: exchange ms of each checkpoint (snapshots included).
         snapshot_ts: exchange ms of each snapshot.
+        order_level: whether replays yield the ``OrderMessage`` s of an order-level feed
+            (the ``order_level=`` argument).
+        feed_order_level: whether the recording is in an order-level format (LOBSTER,
+            Bitstamp), i.e. whether ``order_level=True`` yields order messages.
         profile: the ``DataProfile`` of the replayed stream (its first ``PROFILE_MESSAGES``
             messages, as ``load_messages`` yields them), computed in the same validating pass
             and cached with the checkpoints.
@@ -286,6 +301,7 @@ class Replay:
         checkpoint_interval_ms: int = 60_000,
         cache_dir: str | os.PathLike | None = None,
         on_error: Literal["raise", "skip"] = "raise",
+        order_level: bool = False,
     ) -> None:
         if checkpoint_interval_ms <= 0:
             raise ValueError(f"checkpoint_interval_ms must be positive, got {checkpoint_interval_ms}")
@@ -313,6 +329,8 @@ class Replay:
         self.checkpoint_ts: list[int] = [c["ts"] for c in meta["checkpoints"]]
         self.snapshot_ts: list[int] = meta["snapshot_ts"]
         self.plain = [Path(p) for p in meta["plain"]]
+        self.order_level = order_level
+        self.feed_order_level: bool = _feed_of(self.plain[0]).order_level
         self.profile: DataProfile = DataProfile(**meta["profile"])
         with np.load(self._npz_path) as z:
             self._px = z["px"]
@@ -371,7 +389,8 @@ class Replay:
     def messages_from(self, checkpoint: int | None) -> tuple[list | None, Iterator[Message]]:
         """Book levels of a checkpoint (None: from the top) and the messages after it."""
         if checkpoint is None:
-            reader = Reader(self.plain, self.symbol, self.on_error, self._tick_arg, check_crossed=False)
+            reader = Reader(self.plain, self.symbol, self.on_error, self._tick_arg, check_crossed=False,
+                            order_level=self.order_level)
             levels = None
         else:
             cp = self._meta["checkpoints"][checkpoint]
@@ -379,7 +398,7 @@ class Replay:
             st = SymState.load(cp["state"], [], [])
             reader = Reader(self.plain, self.symbol, self.on_error, self._tick_arg,
                             check_crossed=False, start=(cp["file"], cp["offset"], cp["line"]),
-                            states={self.symbol: st}, extra=cp["extra"])
+                            states={self.symbol: st}, extra=cp["extra"], order_level=self.order_level)
             reader.seen_symbols = [self.symbol]
             levels = [bids, asks, cp["ts"]]
         return levels, (m for batch in reader.batches() for m in batch)
