@@ -100,6 +100,7 @@ class BitstampFeed(Feed):
 
     name = "bitstamp"
     order_level = True
+    lines_name_symbol = False
 
     def __init__(self, reader: Any) -> None:
         super().__init__(reader)

@@ -377,6 +377,8 @@ class Feed:
     keep: ClassVar[bytes | None] = None
     """Lines holding these bytes are parsed even without the filtered symbol's text (records
     that name no symbol but carry state: a connection name, a REST snapshot)."""
+    lines_name_symbol: ClassVar[bool] = True
+    """Whether a line holds its symbol's text (else the byte pre-filter is off: LOBSTER, Bitstamp)."""
     order_level: ClassVar[bool] = False
     """The format carries order-level events (``OrderMessage`` with ``order_level=True``)."""
     need: ClassVar[bytes | None] = None

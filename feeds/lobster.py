@@ -63,12 +63,13 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
 from feeds.common import Feed, Problem, SymState
-from feeds.compression import open_companion
+from feeds.compression import compression, open_companion
 from feeds.mbo import LevelBook
 from messages import (
     ASK,
@@ -114,6 +115,7 @@ class LobsterFeed(Feed):
 
     name = "lobster"
     order_level = True
+    lines_name_symbol = False
 
     def __init__(self, reader: Any) -> None:
         super().__init__(reader)
@@ -151,8 +153,15 @@ class LobsterFeed(Feed):
         if self.companion is not None:
             self.companion.close()
         self.path = path
-        # (a Replay cache copy, <source name>.<key>.plain, keeps the source's name)
-        self.symbol, self.day_ms = lobster_name(path.name)
+        # the zip's message member names ticker and day; a Replay cache copy
+        # (<source name>.<key>.plain) keeps the source's name
+        name = path.name
+        if compression(path) == "zip":
+            with zipfile.ZipFile(path) as zf:
+                name = next((n for n in zf.namelist() if "_message_" in n), name)
+        self.symbol, self.day_ms = lobster_name(name)
+        if self.symbol == "LOBSTER":
+            self.symbol, self.day_ms = lobster_name(path.name)
         tick = reader._tick_for(self.symbol) or TICK
         if self.book is None:
             self.book = LevelBook(tick, 1.0)

@@ -252,6 +252,8 @@ class Reader:
         rep = self.report
         handler = feed.parse
         flt, keep, need = self.filter, feed.keep, feed.need
+        if not feed.lines_name_symbol:  # one symbol per file, never written in a line
+            flt = None
         drop = feed.drop()
         general = self.general
         with open_binary(self.paths[fi]) as fh:
