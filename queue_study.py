@@ -71,6 +71,11 @@ class _SharedBook:
 
     def __init__(self, book: OrderBook) -> None:
         self._book = book
+        # the exchange's reads, bound once (the study calls them per message and model)
+        self.size_at = book.size_at
+        self.best_bid = book.best_bid
+        self.best_ask = book.best_ask
+        self.walk = book.walk
 
     def apply(self, msg: Any) -> None:
         """Nothing: the first exchange applied it."""
