@@ -199,19 +199,7 @@ def calibrate_queue(
         while next_round is not None and ts > next_round:
             _round(next_round, book, exchanges, orders, by_oid, sizes, life, end_mids)
             next_round += every
-        for i, ex in enumerate(flat):
-            if ts > ex.next_event_ts:
-                ex.process_events(ts, books[i], mid)
-        if kind == ORDER:
-            n_orders_msgs += 1
-            for row in exchanges[0]:
-                row.on_order(msg, mid)
-        elif kind == TRADE:
-            for ex in flat:
-                ex.on_trade(ts, msg.side, msg.price, msg.size, mid)
-        else:
-            for i, ex in enumerate(flat):
-                ex.on_book(books[i], msg, mid)
+        n_orders_msgs += _dispatch(msg, kind, mid, flat, books, exchanges[0])
         _collect(exchanges, by_oid)
         _mark(end_mids, ts, book)
     if book is None or n_orders_msgs == 0:
@@ -227,6 +215,26 @@ def calibrate_queue(
     return QueueStudy(str(path), rows, closest, n,
                       {"sizes": list(sizes), "every_s": every_s, "life_s": life_s, "latency_ms": latency_ms,
                        "max_hours": max_hours})
+
+
+def _dispatch(msg: Any, kind: int, mid: float | None, flat: list[SimExchange], books: list,
+              fifo: list[SimExchange]) -> int:
+    """One message to every exchange (order events to the ``fifo`` ones); 1 for an order event."""
+    ts = msg.ts
+    for i, ex in enumerate(flat):
+        if ts > ex.next_event_ts:
+            ex.process_events(ts, books[i], mid)
+    if kind == ORDER:
+        for ex in fifo:
+            ex.on_order(msg, mid)
+        return 1
+    if kind == TRADE:
+        for ex in flat:
+            ex.on_trade(ts, msg.side, msg.price, msg.size, mid)
+    else:
+        for i, ex in enumerate(flat):
+            ex.on_book(books[i], msg, mid)
+    return 0
 
 
 def _default_sizes(path: Any) -> list[float]:

@@ -14,14 +14,12 @@ from queue_study import DEFAULT_MODELS, calibrate_queue
 def _zip(path: Path, n: int) -> Path:
     """A LOBSTER pair: 100 shares bid at 100.00 / ask at 100.02; every second a buy of 10 at the
     bid joins, then a seller executes 10 of the oldest bid (so the queue walks forward)."""
-    msgs, books = [], []
-    bid = [(0, 100)]  # (order id, size) queue at the bid, oldest first
     t = 34_200.0
-    msgs.append(f"{t:.3f},1,1,100,1000000,1"); books.append("1000200,50,1000000,100")
-    msgs.append(f"{t + 0.001:.3f},1,2,50,1000200,-1"); books.append("1000200,50,1000000,100")
-    bid = [[1, 100]]
+    msgs = [f"{t:.3f},1,1,100,1000000,1", f"{t + 0.001:.3f},1,2,50,1000200,-1"]
+    books = ["1000200,50,1000000,100", "1000200,50,1000000,100"]
+    bid = [[1, 100]]  # [order id, size] queue at the bid, oldest first
     oid = 10
-    for i in range(n):
+    for _ in range(n):
         t += 1.0
         msgs.append(f"{t:.3f},1,{oid},10,1000000,1")
         bid.append([oid, 10])
