@@ -45,6 +45,7 @@ from data_processor import load_messages
 from messages import (
     ASK,
     BID,
+    DELTA,
     KIND_OF_CLASS,
     ORDER,
     SNAPSHOT,
@@ -181,6 +182,7 @@ def calibrate_queue(
     n = n_orders_msgs = 0
     t_stop = None
     kinds = KIND_OF_CLASS
+    watch: list[tuple[float, set, set]] = []  # (end ts, bid prices, ask prices) of recent rounds
     for msg in load_messages(path, order_level=True):
         n += 1
         kind = kinds[type(msg)]
@@ -198,8 +200,14 @@ def calibrate_queue(
         mid = book.mid()
         while next_round is not None and ts > next_round:
             _round(next_round, book, exchanges, orders, by_oid, sizes, life, end_mids)
+            bb, ba = book.best_bid(), book.best_ask()
+            if bb is not None and ba is not None:
+                watch.append((next_round + life, {bb[0], bb[0] - 1}, {ba[0], ba[0] + 1}))
             next_round += every
-        n_orders_msgs += _dispatch(msg, kind, mid, flat, books, exchanges[0])
+        if kind == DELTA and not _touches(msg, book, watch, ts, latency_ms):
+            book.apply(msg)  # no order of ours at a changed level, none crossed: nothing to do
+        else:
+            n_orders_msgs += _dispatch(msg, kind, mid, flat, books, exchanges[0])
         _collect(exchanges, by_oid)
         _mark(end_mids, ts, book)
     if book is None or n_orders_msgs == 0:
@@ -215,6 +223,29 @@ def calibrate_queue(
     return QueueStudy(str(path), rows, closest, n,
                       {"sizes": list(sizes), "every_s": every_s, "life_s": life_s, "latency_ms": latency_ms,
                        "max_hours": max_hours})
+
+
+def _touches(msg: Any, book: OrderBook, watch: list, ts: float, latency_ms: float) -> bool:
+    """Whether a delta can matter to an order of a recent round.
+
+    It can when it changes a level at one of their prices, or sets an opposite level at or
+    through one of them; otherwise ``on_book`` would change nothing in any exchange.
+    """
+    while watch and watch[0][0] + latency_ms < ts:
+        watch.pop(0)
+    if not watch:
+        return False
+    for _, bids, asks in watch:
+        for p, _s in msg.bids:
+            if p in bids:
+                return True
+        for p, _s in msg.asks:
+            if p in asks:
+                return True
+    hi_bid = max(max(b) for _, b, _a in watch)
+    lo_ask = min(min(a) for _, _b, a in watch)
+    # only a level added or grown can move the opposite best onto our price (removals move it away)
+    return any(s > 0 and p <= hi_bid for p, s in msg.asks) or any(s > 0 and p >= lo_ask for p, s in msg.bids)
 
 
 def _dispatch(msg: Any, kind: int, mid: float | None, flat: list[SimExchange], books: list,
