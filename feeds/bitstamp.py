@@ -61,7 +61,7 @@ from collections import deque
 from typing import Any
 
 from feeds.common import Feed, Problem, SymState
-from feeds.mbo import LevelBook
+from feeds.mbo import LevelBook, pack_ints, unpack_ints
 from messages import (
     ASK,
     BID,
@@ -124,7 +124,7 @@ class BitstampFeed(Feed):
 
     def dump(self) -> dict:
         """Orders, levels, the last execution (checkpoint state)."""
-        return {"bitstamp": {"orders": [[k, *v] for k, v in self.orders.items()],
+        return {"bitstamp": {"orders": pack_ints(x for k, v in self.orders.items() for x in (k, *v)),
                              "book": self.book.dump() if self.book is not None else None,
                              "last_exec": list(self.last_exec) if self.last_exec else None}}
 
@@ -133,7 +133,8 @@ class BitstampFeed(Feed):
         d = extra.get("bitstamp")
         if d is None:
             return
-        self.orders = {int(r[0]): [int(r[1]), int(r[2]), int(r[3]), int(r[4])] for r in d["orders"]}
+        flat = unpack_ints(d["orders"])
+        self.orders = {flat[i]: flat[i + 1:i + 5] for i in range(0, len(flat), 5)}
         if d["book"] is not None:
             self.tick = self.reader._tick_for(SYMBOL) or TICK
             self.book = LevelBook(self.tick, 1.0 / _SAT)

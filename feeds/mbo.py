@@ -6,18 +6,21 @@ lists ``Reader.book_message`` takes. Sizes are integers in the feed's own unit (
 satoshis) so that sums of adds and removes are exact; ``scale`` turns them into the
 messages' float sizes.
 
-Name (internal to the data layer): ``LevelBook``.
+Names (internal to the data layer): ``LevelBook``; ``pack_ints`` / ``unpack_ints`` (compact
+checkpoint state).
 """
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
+import numpy as np
 from sortedcontainers import SortedDict
 
 from messages import BID
 
-__all__ = ["LevelBook"]
+__all__ = ["LevelBook", "pack_ints", "unpack_ints"]
 
 
 class LevelBook:
@@ -113,10 +116,29 @@ class LevelBook:
         return self._out(self.bids, self.bids.keys()), self._out(self.asks, self.asks.keys())
 
     def dump(self) -> list:
-        """The levels as plain lists (a ``Replay`` checkpoint)."""
-        return [list(self.bids.items()), list(self.asks.items())]
+        """The levels, packed (``pack_ints``) for a ``Replay`` checkpoint."""
+        return [pack_ints(x for kv in self.bids.items() for x in kv),
+                pack_ints(x for kv in self.asks.items() for x in kv)]
 
     def load(self, d: list) -> None:
         """Restore ``dump()``."""
-        self.bids = SortedDict((int(p), int(s)) for p, s in d[0])
-        self.asks = SortedDict((int(p), int(s)) for p, s in d[1])
+        b, a = unpack_ints(d[0]), unpack_ints(d[1])
+        self.bids = SortedDict(zip(b[0::2], b[1::2], strict=True))
+        self.asks = SortedDict(zip(a[0::2], a[1::2], strict=True))
+
+
+def pack_ints(values: Any) -> str:
+    """Integers as one base64 text of int64s.
+
+    A checkpoint then holds one string, not thousands of JSON numbers (a ``Replay`` of the
+    Bitstamp day keeps 1,440 checkpoints in memory).
+
+    >>> unpack_ints(pack_ints([1, -2, 3 << 40]))
+    [1, -2, 3298534883328]
+    """
+    return base64.b64encode(np.fromiter(values, np.int64).tobytes()).decode("ascii")
+
+
+def unpack_ints(text: str) -> list[int]:
+    """The integers of ``pack_ints``."""
+    return np.frombuffer(base64.b64decode(text), np.int64).tolist()
