@@ -243,7 +243,6 @@ def _main_as_model(args: argparse.Namespace, env_map: dict[str, str],
                    loaded: dict[str, tuple[Any, dict[str, Any] | None]], paths: list[Path]) -> int:
     """Model-market models: every model and the closed forms on the same simulated paths."""
     import model_market as mm
-    from as_model_env import AvellanedaStoikovEnv
 
     kinds = {name: mmc.is_as_model(meta) for name, (_, meta) in loaded.items()}
     if not all(kinds.values()):
@@ -256,9 +255,8 @@ def _main_as_model(args: argparse.Namespace, env_map: dict[str, str],
     seed, n_paths = getattr(args, "seed", mm.EVAL_SEED), getattr(args, "num_paths", mm.EVAL_PATHS)
     if n_paths < 2:
         raise utils.CliError(f"--num_paths must be >= 2 (paired statistics), got {n_paths}")
-    env = AvellanedaStoikovEnv(config)
     for name, (agent, meta) in loaded.items():
-        check_spaces(agent, env)
+        check_spaces(agent, mmc.evaluation_env(meta, config))
         mmc.warn_if_seen_in_training(seed, agent, meta, name)
     out = Path(args.out_dir) / f"{args.name or _default_name(list(loaded))}_{time.strftime('%Y%m%d-%H%M%S')}"
     comp = mmc.run_as_evaluation(

@@ -46,7 +46,8 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -71,6 +72,10 @@ if TYPE_CHECKING:  # ppo_agent imports TensorFlow: imported where used, so that 
 logger = logging.getLogger(__name__)
 
 ENV_ID = "AvellanedaStoikov-v0"
+MAX_OBS_WINDOW = 64
+"""Largest ``ASTrainingConfig.obs_window``."""
+CONV_LSTM_WINDOW = 8
+"""``obs_window`` chosen for ``network="conv_lstm"`` when it is left at 0 (the market env's ``obs_window`` default)."""
 
 AS_PPO_DEFAULTS: dict[str, Any] = {
     "network": "mlp", "n_steps": 200, "batch_size": 800, "n_epochs": 20, "gamma": 1.0,
@@ -93,10 +98,15 @@ class ASTrainingConfig:
     """Parallel environments of the (synchronous) vector env."""
     control_variate: bool = True
     """Train on the reward minus ``q_{t+1} (S_{t+1} - S_t)`` (``MarkToMarketControlVariate``)."""
+    obs_window: int = 0
+    """0: the env's own ``[inventory, time_left]`` observation (MLP); ``W >= 1``: the last ``W`` steps as the Dict observation of ``ModelMarketWindow`` (any network; ``--network conv_lstm`` needs it and sets 8 when 0)."""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.n_envs, int) and self.n_envs >= 1):
             raise ValueError(f"ASTrainingConfig.n_envs must be an integer >= 1, got {self.n_envs!r}")
+        if not (isinstance(self.obs_window, int) and 0 <= self.obs_window <= MAX_OBS_WINDOW):
+            raise ValueError(f"ASTrainingConfig.obs_window must be an integer in 0..{MAX_OBS_WINDOW}, "
+                             f"got {self.obs_window!r}")
 
 
 def as_ppo_config(**overrides: Any) -> PPOConfig:
@@ -222,10 +232,135 @@ class MarkToMarketControlVariate(gym.Wrapper):
         return obs, float(reward), terminated, truncated, info
 
 
+class ModelMarketWindow:
+    """Windowed Dict observations of the model market, the input of the Conv1D+LSTM network.
+
+    The model market has no order book: its state is the inventory, the time left and the mid,
+    and its only price levels are the agent's own two quotes. This builder keeps, for ``n``
+    paths at once, the last ``window`` decision steps and returns the market env's Dict layout
+    (``ppo_network.MARKET_KEYS``), so that the same ``conv_lstm`` network reads it:
+
+    | key | shape | row ``j`` (``j = W-1`` is the decision step ``t``) |
+    |-----|-------|-----------------------------------------------------|
+    | ``book`` | ``(W, 2, 1)`` | the depths quoted at step ``t_j - 1`` (bid, ask: the two "levels"), price units |
+    | ``features`` | ``(W, 4)`` | ``q``, time left, ``S - S_prev`` (price units), ``q - q_prev`` at ``t_j`` |
+    | ``agent`` | ``(2,)`` | ``[q_t, time_left_t]``, the env's own observation |
+
+    Causal: row ``j`` holds only what is known at ``t_j`` (the mid, the inventory after the
+    fills of the previous quotes, and those quotes). At the first step of an episode the
+    window is the first step's row repeated, with zero changes and zero depths. Values are raw;
+    the agent's observation normaliser scales them.
+
+    Built identically on the training env (``WindowedModelObservation``, ``n = 1``) and inside
+    ``simulate`` (``AgentPolicy``, ``n`` = paths), from the same inputs: the env observation,
+    ``info["market"]["mid"]`` and the depths sent.
+
+    >>> w = ModelMarketWindow(3, n=1)
+    >>> o = w.reset(np.array([[0.0, 1.0]]), np.array([100.0]))
+    >>> o["features"][0, :, 0].tolist(), o["book"].shape
+    ([0.0, 0.0, 0.0], (1, 3, 2, 1))
+    >>> o = w.step(np.array([[1.0, 0.995]]), np.array([100.5]), np.array([[0.6, 0.7]]))
+    >>> o["features"][0, -1].tolist(), o["book"][0, -1, :, 0].tolist()
+    ([1.0, 0.9950000047683716, 0.5, 1.0], [0.6000000238418579, 0.699999988079071])
+    """
+
+    N_FEATURES = 4
+
+    def __init__(self, window: int, n: int = 1) -> None:
+        if not (isinstance(window, int) and 1 <= window <= MAX_OBS_WINDOW):
+            raise ValueError(f"window must be an integer in 1..{MAX_OBS_WINDOW}, got {window!r}")
+        self.window = window
+        self.n = n
+        self._features = np.zeros((n, window, self.N_FEATURES), np.float32)
+        self._book = np.zeros((n, window, 2, 1), np.float32)
+        self._agent = np.zeros((n, 2), np.float32)
+        self._mid = np.zeros(n)
+        self._q = np.zeros(n)
+
+    @staticmethod
+    def space(window: int) -> gym.spaces.Dict:
+        """The observation space of one path."""
+        inf = np.float32(np.inf)
+        return gym.spaces.Dict({
+            "book": gym.spaces.Box(-inf, inf, (window, 2, 1), np.float32),
+            "features": gym.spaces.Box(-inf, inf, (window, ModelMarketWindow.N_FEATURES), np.float32),
+            "agent": gym.spaces.Box(-inf, inf, (2,), np.float32),
+        })
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        return {"book": self._book.copy(), "features": self._features.copy(), "agent": self._agent.copy()}
+
+    def reset(self, obs: np.ndarray, mid: np.ndarray) -> dict[str, np.ndarray]:
+        """Start every path: ``obs`` ``(n, 2)`` env observations, ``mid`` ``(n,)``."""
+        obs = np.asarray(obs, np.float64).reshape(self.n, 2)
+        self._mid = np.asarray(mid, np.float64).reshape(self.n).copy()
+        self._q = obs[:, 0].copy()
+        self._features[:] = 0.0
+        self._features[:, :, 0] = obs[:, None, 0]
+        self._features[:, :, 1] = obs[:, None, 1]
+        self._book[:] = 0.0
+        self._agent[:] = obs
+        return self._obs()
+
+    def step(self, obs: np.ndarray, mid: np.ndarray, depths: np.ndarray) -> dict[str, np.ndarray]:
+        """Append one step: the new observation and mid, and the depths ``(n, 2)`` just quoted."""
+        obs = np.asarray(obs, np.float64).reshape(self.n, 2)
+        mid = np.asarray(mid, np.float64).reshape(self.n)
+        depths = np.asarray(depths, np.float64).reshape(self.n, 2)
+        self._features[:, :-1] = self._features[:, 1:]
+        self._book[:, :-1] = self._book[:, 1:]
+        self._features[:, -1] = np.stack([obs[:, 0], obs[:, 1], mid - self._mid, obs[:, 0] - self._q], axis=1)
+        self._book[:, -1, :, 0] = depths
+        self._agent[:] = obs
+        self._mid = mid.copy()
+        self._q = obs[:, 0].copy()
+        return self._obs()
+
+
+class WindowedModelObservation(gym.Wrapper):
+    """``AvellanedaStoikov-v0`` with ``ModelMarketWindow``'s Dict observation (one path)."""
+
+    def __init__(self, env: gym.Env, window: int) -> None:
+        super().__init__(env)
+        self._builder = ModelMarketWindow(window, n=1)
+        self.observation_space = ModelMarketWindow.space(window)
+
+    @staticmethod
+    def _one(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {k: v[0] for k, v in obs.items()}
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict]:
+        """Reset and fill the window with the first step."""
+        obs, info = self.env.reset(**kwargs)
+        return self._one(self._builder.reset(obs[None], np.array([info["market"]["mid"]]))), info
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        """Step and append the step to the window."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        depths = np.asarray(action, np.float64).reshape(1, 2)
+        window = self._builder.step(obs[None], np.array([info["market"]["mid"]]), depths)
+        return self._one(window), reward, terminated, truncated, info
+
+
+def resolve_obs_window(training: ASTrainingConfig, network: str) -> ASTrainingConfig:
+    """``training`` with ``obs_window = CONV_LSTM_WINDOW`` where ``network`` is conv_lstm and it is 0.
+
+    >>> resolve_obs_window(ASTrainingConfig(), "conv_lstm").obs_window
+    8
+    >>> resolve_obs_window(ASTrainingConfig(), "mlp").obs_window
+    0
+    """
+    if network == "conv_lstm" and training.obs_window == 0:
+        return replace(training, obs_window=CONV_LSTM_WINDOW)
+    return training
+
+
 def make_as_envs(config: ASModelConfig, training: ASTrainingConfig | None = None) -> gym.vector.VectorEnv:
-    """``gym.make_vec("AvellanedaStoikov-v0", ...)``, synchronous, with the training wrapper."""
+    """``gym.make_vec("AvellanedaStoikov-v0", ...)``, synchronous, with the training wrappers."""
     t = training or ASTrainingConfig()
     wrappers: list[Callable[[gym.Env], gym.Wrapper]] = [MarkToMarketControlVariate] if t.control_variate else []
+    if t.obs_window > 0:
+        wrappers.append(partial(WindowedModelObservation, window=t.obs_window))
     return gym.make_vec(ENV_ID, num_envs=t.n_envs, vectorization_mode="sync", wrappers=wrappers, config=config)
 
 
@@ -249,6 +384,7 @@ def train_as_model(config: ASModelConfig, ppo_config: PPOConfig | None = None, t
     from ppo_agent import PPOAgent
 
     pc = ppo_config or as_ppo_config()
+    training = resolve_obs_window(training or ASTrainingConfig(), pc.net.network)
     envs = make_as_envs(config, training)
     try:
         agent = PPOAgent(envs.single_observation_space, envs.single_action_space, pc, seed=seed)
@@ -261,21 +397,43 @@ def train_as_model(config: ASModelConfig, ppo_config: PPOConfig | None = None, t
 
 # ------------------------------------------------------------------------------ evaluation
 class AgentPolicy:
-    """A ``PPOAgent`` (its deterministic action, the Gaussian mean) as a ``simulate`` policy."""
+    """A ``PPOAgent`` (its deterministic action, the Gaussian mean) as a ``simulate`` policy.
+
+    An agent trained on windowed observations (a Dict observation space, ``obs_window >= 1``)
+    is given the same ``ModelMarketWindow`` observations, built over the simulated paths from
+    the env observation, ``info["market"]["mid"]`` and the depths it sent.
+    """
 
     action_mode = "continuous"
 
     def __init__(self, agent: PPOAgent, deterministic: bool = True) -> None:
         self.agent = agent
         self.deterministic = deterministic
+        space = agent.observation_space
+        self.window = int(space["book"].shape[0]) if isinstance(space, gym.spaces.Dict) else 0
+        self._builder: ModelMarketWindow | None = None
+        self._last: np.ndarray | None = None
 
     def reset(self) -> None:
-        """No per-episode state (the MLP policy is feed-forward)."""
+        """Forget the window (a new batch of paths starts)."""
+        self._builder = None
+        self._last = None
+
+    def _observation(self, obs: np.ndarray, info: dict) -> Any:
+        if self.window == 0:
+            return obs.astype(np.float32)
+        mid = np.asarray(info["market"]["mid"], np.float64).reshape(len(obs))
+        if self._builder is None or self._last is None:
+            self._builder = ModelMarketWindow(self.window, n=len(obs))
+            return self._builder.reset(obs, mid)
+        return self._builder.step(obs, mid, self._last)
 
     def act(self, obs: Any, info: dict) -> np.ndarray:
         """Depths for a batch of ``[inventory, time_left]`` observations."""
-        action, _ = self.agent.predict(np.asarray(obs, dtype=np.float32), deterministic=self.deterministic)
-        return np.asarray(action, dtype=np.float64)
+        x = self._observation(np.asarray(obs, dtype=np.float64), info)
+        action, _ = self.agent.predict(x, deterministic=self.deterministic)
+        self._last = np.asarray(action, dtype=np.float64)
+        return self._last
 
 
 def _as_policy(p: Any) -> Any:

@@ -21,7 +21,8 @@ Public names:
 - ``check_training_seeds``: refuse a ``--seed`` whose training episodes could reach the
   held-out seeds.
 - ``is_as_model`` / ``as_config_of`` / ``same_as_config``: recognise a saved model-market
-  model, its config, and the one config of several models.
+  model, its config, and the one config of several models; ``evaluation_env``: the env as a
+  model saw it (windowed for ``--network conv_lstm``), to check its spaces.
 - ``warn_if_seen_in_training``: warn when evaluation paths use a seed a model trained on.
 - ``periodic_eval_fn``: train.py's held-out evaluation on the validation paths.
 - ``run_as_evaluation`` / ``format_as_report`` / ``final_evaluation``: an evaluation's files
@@ -56,7 +57,7 @@ ENV_HELP = (
     "Avellaneda-Stoikov model market AvellanedaStoikov-v0 (the --as_* flags; PPO defaults "
     "model_market.AS_PPO_DEFAULTS, MLP; loop defaults model_market_cli.AS_TRAIN_DEFAULTS: 1000 "
     "episodes of 200 steps, 16 envs, evaluations on 200 / 1000 held-out paths; --network conv_lstm "
-    "is refused, the observation being [inventory, time_left]); --resume keeps the run's own "
+    "reads a window of the last --as_obs_window steps, 8 by default); --resume keeps the run's own "
     "(default: market)")
 """Help of ``train.py --env``."""
 
@@ -73,11 +74,6 @@ simulated paths of the periodic evaluation (``VALIDATION_SEED``, every 10 update
 final one (``EVAL_SEED``)."""
 
 _SETTING_DEST = "as_setting"
-_NETWORK_REFUSAL = (
-    "--network conv_lstm is not available with --env as_model: the model market's observation is "
-    "the 2-vector [inventory, time_left], with no order book or window for the Conv1D+LSTM to read "
-    "(the optimal quotes are a function of those two numbers); use the default mlp")
-
 
 # --------------------------------------------------------------------------- flags
 
@@ -137,21 +133,21 @@ def as_configs_from_args(args: argparse.Namespace, maps: Mapping[str, Mapping[st
     cfg = utils.dataclass_from_args(ASModelConfig, args, dict(maps["as_model"]), base=mm.as_setting_config(setting))
     training = utils.dataclass_from_args(ASTrainingConfig, args, dict(maps["as_training"]),
                                          base=ASTrainingConfig(n_envs=n_envs))
-    return setting, cfg, training
+    # --network conv_lstm reads the windowed Dict observation (ModelMarketWindow): resolved here so
+    # that the saved run records the window it trained on.
+    network = getattr(args, "network", mm.AS_PPO_DEFAULTS["network"])
+    return setting, cfg, mm.resolve_obs_window(training, network)
 
 
 def as_ppo_config_from_args(args: argparse.Namespace, ppo_map: Mapping[str, str]) -> Any:
-    """``model_market.as_ppo_config()`` with the typed PPO flags; ``--network conv_lstm`` is refused.
+    """``model_market.as_ppo_config()`` with the typed PPO flags.
 
     Raises:
-        utils.CliError: an invalid value, or the Conv1D+LSTM network (no book to read).
+        utils.CliError: an invalid value (the config's own message).
     """
     from ppo_agent import PPOConfig
 
-    cfg = utils.dataclass_from_args(PPOConfig, args, dict(ppo_map), base=mm.as_ppo_config())
-    if utils.get_flat(cfg, "network") == "conv_lstm":
-        raise utils.CliError(_NETWORK_REFUSAL)
-    return cfg
+    return utils.dataclass_from_args(PPOConfig, args, dict(ppo_map), base=mm.as_ppo_config())
 
 
 def check_training_seeds(seed: int, n_envs: int, n_updates: int) -> None:
@@ -205,6 +201,18 @@ def is_as_model(meta: Mapping[str, Any] | None) -> bool:
 def as_config_of(meta: Mapping[str, Any], source: str = "model") -> ASModelConfig:
     """The ``ASModelConfig`` a model-market model was trained on."""
     return utils.dataclass_from_dict(ASModelConfig, meta["as_model_config"], source=source)
+
+
+def evaluation_env(meta: Mapping[str, Any], config: ASModelConfig) -> Any:
+    """The model market as the model saw it in training: ``AvellanedaStoikov-v0``, windowed if it was.
+
+    Used to check a model's spaces before an evaluation (which runs on ``simulate``).
+    """
+    from as_model_env import AvellanedaStoikovEnv
+
+    env = AvellanedaStoikovEnv(config)
+    window = int(meta.get("as_training_config", {}).get("obs_window", 0))
+    return mm.WindowedModelObservation(env, window) if window else env
 
 
 def same_as_config(metas: Mapping[str, Mapping[str, Any] | None]) -> ASModelConfig:

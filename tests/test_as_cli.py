@@ -57,7 +57,7 @@ def test_train_as_model_writes_the_run_and_the_model_reloads(as_run):
     assert params["env"] == "as_model" and params["as_setting"] == "cj" and params["seed"] == 3
     cfg = ASModelConfig(sigma=2.5, per_step_inventory_aversion=0.01, terminal_inventory_aversion=0.001)
     assert params["as_model_config"] == {k: getattr(cfg, k) for k in params["as_model_config"]}
-    assert params["as_training_config"] == {"n_envs": 2, "control_variate": True}
+    assert params["as_training_config"] == {"n_envs": 2, "control_variate": True, "obs_window": 0}
     assert params["ppo_config"]["net"]["network"] == "mlp"                      # AS_PPO_DEFAULTS reached the run
     assert params["ppo_config"]["net"]["log_std_init"] == MM.AS_PPO_DEFAULTS["log_std_init"]
     assert params["ppo_config"]["gamma"] == 1.0 and params["ppo_config"]["n_steps"] == 200
@@ -155,13 +155,13 @@ def test_resume_continues_an_as_model_run(tmp_path, capsys):
     [
         (["--env", "as_model", "--as_sigma", "-1"], "ASModelConfig.sigma must be a positive finite number"),
         (["--env", "as_model", "--as_n_steps", "10"], "is not a probability"),
-        (["--env", "as_model", "--network", "conv_lstm"], "conv_lstm is not available with --env as_model"),
+        (["--env", "as_model", "--as_obs_window", "100"], "obs_window must be an integer in 0..64"),
         (["--env", "as_model", "--episode_length_s", "20"], "['episode_length_s'] do not apply to --env as_model"),
         (["--env", "as_model", "--vector_env", "async"], "async is not supported with --env as_model"),
         (["--env", "as_model", "--seed", "1000000"], "use a smaller --seed"),
         (["--as_sigma", "2"], "['as_sigma'] apply to --env as_model only"),
     ],
-    ids=["bad-sigma", "bad-steps", "conv-lstm", "market-flag", "async", "seed-overlap", "as-flag-on-market"],
+    ids=["bad-sigma", "bad-steps", "bad-window", "market-flag", "async", "seed-overlap", "as-flag-on-market"],
 )
 def test_bad_as_flags_are_one_line_errors(tmp_path, capsys, args, message):
     import train
