@@ -119,6 +119,7 @@ def load_messages(
     check_crossed: bool = True,
     report: LoadReport | None = None,
     book: Any = None,
+    order_level: bool = False,
 ) -> Iterator[Message]:
     """Yield the validated messages of one recording (several files are read as one).
 
@@ -143,6 +144,9 @@ def load_messages(
             instead of keeping a second one, so a streaming replay maintains one book, not
             two. Do not apply the messages to it again. Its ``tick_size`` should be the
             symbol's (a ``UserWarning`` says when not); ``replay`` makes a matching book.
+        order_level: also yield the ``OrderMessage`` of each order event of an order-level
+            feed (LOBSTER, Bitstamp), before the book message it causes; other formats have
+            none.
 
     Yields:
         ``SnapshotMessage``, ``DeltaMessage``, ``TradeMessage`` (and ``BookTickerMessage``) in
@@ -156,7 +160,8 @@ def load_messages(
         ValueError: an ``on_error`` other than ``"raise"``/``"skip"`` (at the call).
     """
     paths = as_paths(path_or_paths)
-    reader = Reader(paths, symbol, on_error, tick_size, include_bbo, check_crossed, report, book=book)
+    reader = Reader(paths, symbol, on_error, tick_size, include_bbo, check_crossed, report, book=book,
+                    order_level=order_level)
     return reader.messages()
 
 
@@ -168,6 +173,7 @@ def replay(
     *,
     check_crossed: bool = True,
     report: LoadReport | None = None,
+    order_level: bool = False,
 ) -> Iterator[tuple[Message, Any]]:
     """Stream one symbol's recording through one ``OrderBook``: the fastest full replay.
 
@@ -181,6 +187,7 @@ def replay(
         tick_size: as in ``load_messages``.
         check_crossed: refuse a message that leaves the book crossed.
         report: a ``LoadReport`` to fill.
+        order_level: as in ``load_messages``.
 
     Yields:
         ``(message, book)`` for every message of ``load_messages``, in file order; ``book``
@@ -192,7 +199,8 @@ def replay(
         FileNotFoundError: a path that is not a file.
     """
     paths = as_paths(path_or_paths)
-    reader = Reader(paths, symbol, on_error, tick_size, False, check_crossed, report, make_book=True)
+    reader = Reader(paths, symbol, on_error, tick_size, False, check_crossed, report, make_book=True,
+                    order_level=order_level)
     return reader.messages(pairs=True)
 
 

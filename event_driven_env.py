@@ -41,7 +41,7 @@ from gymnasium import spaces
 
 from data_processor import Replay
 from market_features import FEATURE_NAMES, N_FEATURES, FeatureConfig, MarketFeatures
-from messages import ASK, BID, KIND_OF_CLASS, TRADE, message_kind
+from messages import ASK, BID, KIND_OF_CLASS, ORDER, TRADE, message_kind
 from reward import Reward, RewardConfig
 from sim_exchange import FILL_MODELS, ExchangeConfig, Fill, MarkoutTracker, SimExchange, markout_bps
 from utils import check_settings, flat_field_paths, horizon_label, replace_flat
@@ -368,7 +368,12 @@ class MarketMakingEnv(gym.Env):
             raise ValueError("EnvConfig.data_path is required (a recording readable by data_processor)")
         self.config = config
         paths = config.data_path.split(os.pathsep) if os.pathsep in config.data_path else config.data_path
-        self._replay = Replay(paths, config.symbol, tick_size=config.tick_size, cache_dir=config.cache_dir)
+        fifo = getattr(FILL_MODELS[config.exchange.fill_model], "uses_orders", False)
+        self._replay = Replay(paths, config.symbol, tick_size=config.tick_size, cache_dir=config.cache_dir,
+                              order_level=fifo)
+        if fifo and not self._replay.feed_order_level:
+            raise ValueError(f"fill_model={config.exchange.fill_model!r} needs order-level data (LOBSTER, Bitstamp "
+                             f"order logs); {config.data_path} is an L2 recording: use 'queue' or 'bbo_cross'")
         self.symbol = self._replay.symbol
         self.tick_size = float(self._replay.tick_size)
         self._size_from_profile(config)
@@ -641,7 +646,9 @@ class MarketMakingEnv(gym.Env):
             if ts > mk.next_due:
                 mk.resolve(ts, feats.mid)
             kind = cache.get(type(msg)) or message_kind(msg)
-            if kind == TRADE:
+            if kind == ORDER:
+                ex.on_order(msg, feats.mid)
+            elif kind == TRADE:
                 ex.on_trade(ts, msg.side, msg.price, msg.size, feats.mid)
                 feats.on_trade(ts, msg.side, msg.size)
             else:

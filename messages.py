@@ -10,9 +10,12 @@ Public names:
 
 - ``SnapshotMessage``, ``DeltaMessage``, ``TradeMessage``, ``BookTickerMessage`` and the
   union ``Message``; ``BOOK_MESSAGE_TYPES`` (snapshot, delta).
+- ``OrderMessage``: one order-level ("market-by-order") event of an order-level feed
+  (LOBSTER, Bitstamp), yielded only with ``order_level=True``; its ``action`` is one of
+  ``ORDER_ADD`` / ``ORDER_MODIFY`` / ``ORDER_DELETE`` / ``ORDER_EXECUTE``.
 - ``DataFormatError``: a ``ValueError`` naming the file, the 1-based line and what is wrong.
 - ``BID`` / ``ASK``: side constants ``+1`` / ``-1`` (``TradeMessage.side`` is the aggressor's).
-- ``message_kind(msg)``: ``SNAPSHOT`` / ``DELTA`` / ``TRADE`` / ``BBO`` for a message object.
+- ``message_kind(msg)``: ``SNAPSHOT`` / ``DELTA`` / ``TRADE`` / ``BBO`` / ``ORDER`` for a message object.
 
 Units: prices are integer ticks (``price = ticks * tick_size``), sizes floats in the feed's
 quantity unit, exchange time ``ts`` in ms, recorder time ``local_ts`` in ns.
@@ -27,6 +30,11 @@ __all__ = [
     "ASK",
     "BBO",
     "BID",
+    "ORDER",
+    "ORDER_ADD",
+    "ORDER_DELETE",
+    "ORDER_EXECUTE",
+    "ORDER_MODIFY",
     "BOOK_MESSAGE_TYPES",
     "DELTA",
     "SNAPSHOT",
@@ -35,6 +43,7 @@ __all__ = [
     "DataFormatError",
     "DeltaMessage",
     "Message",
+    "OrderMessage",
     "SnapshotMessage",
     "TradeMessage",
     "message_kind",
@@ -45,8 +54,13 @@ BID = 1
 ASK = -1
 """Side constant of the ask (sell) side."""
 
-SNAPSHOT, DELTA, TRADE, BBO = 1, 2, 3, 4
+SNAPSHOT, DELTA, TRADE, BBO, ORDER = 1, 2, 3, 4, 5
 """Message kinds returned by ``message_kind`` (small ints: the hot loops compare them)."""
+
+ORDER_ADD, ORDER_MODIFY, ORDER_DELETE, ORDER_EXECUTE = 1, 2, 3, 4
+"""``OrderMessage.action``: a new resting order; a size reduction that is not an execution (a
+partial cancel); the removal of the order's remaining size (a cancel); an execution of
+(part of) the resting order against an aggressor."""
 
 
 class DataFormatError(ValueError):
@@ -167,19 +181,50 @@ class BookTickerMessage:
     """Recorder receive time, ns."""
 
 
-Message = SnapshotMessage | DeltaMessage | TradeMessage | BookTickerMessage
+@dataclass(slots=True)
+class OrderMessage:
+    """One order-level event (order-level feeds with ``order_level=True`` only).
+
+    The aggregated book message of the same event (a ``DeltaMessage``) follows it, so a
+    consumer that ignores order messages sees the ordinary L2 stream.
+    """
+
+    ts: int
+    """Exchange time, ms (Bitstamp: the recorder's receive time; the feed has no event time)."""
+    symbol: str
+    """Instrument."""
+    action: int
+    """``ORDER_ADD``, ``ORDER_MODIFY``, ``ORDER_DELETE`` or ``ORDER_EXECUTE``."""
+    order_id: int
+    """The venue's order id (an order placed before the recording began has an id never added)."""
+    side: int
+    """Side of the resting order: ``BID`` (+1) or ``ASK`` (-1)."""
+    price: int
+    """The order's price, integer ticks."""
+    size: float
+    """Size the event adds (``ORDER_ADD``), removes (modify, delete) or executes."""
+    remaining: float
+    """The order's resting size after the event (0 after a delete or a full execution)."""
+    tick_size: float
+    """Price = ticks * tick_size."""
+    local_ts: int | None = None
+    """Recorder receive time, ns, where the file has it."""
+
+
+Message = SnapshotMessage | DeltaMessage | TradeMessage | BookTickerMessage | OrderMessage
 
 BOOK_MESSAGE_TYPES: tuple[type, ...] = (SnapshotMessage, DeltaMessage)
 """The message classes that change a book."""
 
 KIND_OF_CLASS: dict[type, int] = {
     SnapshotMessage: SNAPSHOT, DeltaMessage: DELTA, TradeMessage: TRADE, BookTickerMessage: BBO,
+    OrderMessage: ORDER,
 }
 """Message class -> kind: the one class-keyed map consumers use in hot loops (``KIND_OF_CLASS[type(m)]``)."""
 
 
 def message_kind(msg: object) -> int:
-    """Kind of a message object (``SNAPSHOT``, ``DELTA``, ``TRADE`` or ``BBO``).
+    """Kind of a message object (``SNAPSHOT``, ``DELTA``, ``TRADE``, ``BBO`` or ``ORDER``).
 
     Raises:
         TypeError: ``msg`` is not one of this module's message classes.

@@ -43,8 +43,8 @@ __all__ = ["PROFILE_MESSAGES", "DataProfile", "Replay", "bound_cache", "cache_en
 
 logger = logging.getLogger("data_processor")  # the data layer logs under one name (feeds/reader.py)
 
-_CACHE_VERSION = 4  # 2: the DataProfile is stored; parser state of checkpoints under "extra"; 3: gap_ts;
-# 4: sources fingerprinted by ctime + content SHA-256
+_CACHE_VERSION = 5  # 2: the DataProfile is stored; parser state of checkpoints under "extra"; 3: gap_ts;
+# 4: sources fingerprinted by ctime + content SHA-256; 5: order-level feeds' packed checkpoint state
 
 
 # --------------------------------------------------------------------------------------------
@@ -368,6 +368,17 @@ class _Index:
 # --------------------------------------------------------------------------------------------
 
 
+def _feed_of(path: Path) -> type:
+    """The parser class of a (plain) file, from its first non-blank line."""
+    from feeds import detect_feed
+
+    with open(path, "rb") as fh:
+        for i, raw in enumerate(fh, 1):
+            if raw.strip():
+                return detect_feed(path, raw, i)
+    raise DataFormatError(path, None, "empty file")
+
+
 class Replay:
     """Start a replay of one symbol at any time, from cached periodic book checkpoints.
 
@@ -401,6 +412,10 @@ class Replay:
         gaps: ``(last book message ts before, resumption ts)`` of each recorded gap: the
             resumption is a snapshot flagged ``SnapshotMessage.gap``; the data before it is not
             continuous with what follows (``gap_ts``: the resumption times alone).
+        order_level: whether replays yield the ``OrderMessage`` s of an order-level feed
+            (the ``order_level=`` argument).
+        feed_order_level: whether the recording is in an order-level format (LOBSTER,
+            Bitstamp), i.e. whether ``order_level=True`` yields order messages.
         profile: the ``DataProfile`` of the replayed stream (its first ``PROFILE_MESSAGES``
             messages, as ``load_messages`` yields them), computed in the same validating pass
             and cached with the checkpoints.
@@ -415,6 +430,7 @@ class Replay:
         checkpoint_interval_ms: int = 60_000,
         cache_dir: str | os.PathLike | None = None,
         on_error: Literal["raise", "skip"] = "raise",
+        order_level: bool = False,
     ) -> None:
         if checkpoint_interval_ms <= 0:
             raise ValueError(f"checkpoint_interval_ms must be positive, got {checkpoint_interval_ms}")
@@ -444,6 +460,8 @@ class Replay:
         self.gaps: list[tuple[int, int]] = [(a, b) for a, b in meta.get("gaps", [])]
         self.gap_ts: list[int] = [b for _, b in self.gaps]
         self.plain = [Path(p) for p in meta["plain"]]
+        self.order_level = order_level
+        self.feed_order_level: bool = _feed_of(self.plain[0]).order_level
         self.profile: DataProfile = DataProfile(**meta["profile"])
         with np.load(self._npz_path) as z:
             self._px = z["px"]
@@ -533,7 +551,7 @@ class Replay:
         """Book levels of a checkpoint (None: from the top) and the messages after it."""
         if checkpoint is None:
             reader = Reader(self.plain, self.symbol, self.on_error, self._tick_arg, check_crossed=False,
-                            names=self.sources)
+                            names=self.sources, order_level=self.order_level)
             levels = None
         else:
             cp = self._meta["checkpoints"][checkpoint]
@@ -541,7 +559,8 @@ class Replay:
             st = SymState.load(cp["state"], [], [])
             reader = Reader(self.plain, self.symbol, self.on_error, self._tick_arg,
                             check_crossed=False, start=(cp["file"], cp["offset"], cp["line"]),
-                            states={self.symbol: st}, extra=cp["extra"], names=self.sources)
+                            states={self.symbol: st}, extra=cp["extra"], names=self.sources,
+                            order_level=self.order_level)
             reader.seen_symbols = [self.symbol]
             levels = [bids, asks, cp["ts"]]
         return levels, (m for batch in reader.batches() for m in batch)

@@ -14,7 +14,7 @@ Public names:
   ``LogQueue``, ``RiskAverseQueue``; interface ``prob_behind(front, back) -> float``;
   registry ``QUEUE_MODELS`` / ``register_queue_model``.
 - Fill rules (what a book change or a trade at our price does to a live order):
-  ``QueueFill``, ``BboCrossFill``; registry ``FILL_MODELS`` / ``register_fill_model``.
+  ``QueueFill``, ``BboCrossFill``, ``FifoFill`` (the exact queue of order-level data); registry ``FILL_MODELS`` / ``register_fill_model``.
 - Latency models: ``ConstantLatency``, ``LognormalLatency``; interface
   ``sample(base_ms, rng) -> ms``; registry ``LATENCY_MODELS`` / ``register_latency_model``.
 - ``MarkoutTracker`` and ``markout_bps``: every fill marked to the mid at fixed horizons.
@@ -39,12 +39,12 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from messages import ASK, BID
+from messages import ASK, BID, ORDER_ADD, ORDER_DELETE, ORDER_EXECUTE
 from utils import check_settings
 
 __all__ = [
     "ASK", "BID", "FILL_MODELS", "LATENCY_MODELS", "QUEUE_MODELS", "BboCrossFill", "ConstantLatency",
-    "ExchangeConfig", "Fill", "LogQueue", "LognormalLatency", "MarkoutTracker", "PowerQueue",
+    "ExchangeConfig", "FifoFill", "Fill", "LogQueue", "LognormalLatency", "MarkoutTracker", "PowerQueue",
     "QueueFill", "RiskAverseQueue", "SimExchange", "SimOrder", "markout_bps", "register_fill_model",
     "register_latency_model", "register_queue_model",
 ]
@@ -88,7 +88,7 @@ class ExchangeConfig:
     """Settings of ``SimExchange``: fill rule, queue and latency models, fees."""
 
     fill_model: str = "queue"
-    """"queue" (queue position, trades, probabilistic cancels) or "bbo_cross" (fill when the opposite best reaches the price); any name in ``FILL_MODELS``."""
+    """"queue" (queue position, trades, probabilistic cancels), "bbo_cross" (fill when the opposite best reaches the price) or "fifo" (the exact FIFO queue; order-level data only: LOBSTER, Bitstamp); any name in ``FILL_MODELS``."""
     queue_model: str = "power"
     """Where cancellations at our level happen (queue fill model): "power", "log" or "risk_averse" (hftbacktest's models); any name in ``QUEUE_MODELS``."""
     queue_power: float = 3.0
@@ -271,6 +271,7 @@ class SimOrder:
     last_level: float = 0.0    # displayed size at our price when last seen
     cum_trade: float = 0.0     # traded volume at our price since the last level change
     cancel_ts: float | None = None  # when a requested cancel takes effect
+    behind: set | None = None  # fifo: ids of the orders that joined our price after us
 
 
 @dataclass(slots=True)
@@ -373,6 +374,73 @@ class QueueFill(_Lots):
         return 0.0, budget
 
 
+@register_fill_model("fifo")
+class FifoFill(_Lots):
+    """The exact FIFO queue of order-level data: rule 6 of ``SimExchange``.
+
+    Our order joins the back of the real queue at its price (``queue_ahead`` = the displayed
+    size there) and learns from each ``OrderMessage`` which orders are ahead of it: an order
+    added at our price after us is behind; every other order at our price (placed before us,
+    or before the recording) is ahead.
+    """
+
+    uses_queue: ClassVar[bool] = True
+    """Level changes reach ``level_change`` (only to cap the queue ahead); trades do nothing."""
+    uses_orders: ClassVar[bool] = True
+    """The exchange passes order-level events to ``order_event``."""
+
+    @classmethod
+    def from_config(cls, config: ExchangeConfig, has_trades: bool = True, lot_size: float | None = None) -> FifoFill:
+        """The rule (no parameters)."""
+        return cls(lot_size)
+
+    def level_change(self, o: SimOrder, prev: float, new: float) -> float:
+        """The queue ahead never exceeds the displayed size (a feed's correction of a level)."""
+        o.queue_ahead = min(o.queue_ahead, new)
+        return 0.0
+
+    def trade(self, o: SimOrder, price: int, size: float, budget: float) -> tuple[float, float]:
+        """Nothing: the order events carry the executions (a trade would count them twice)."""
+        return 0.0, budget
+
+    def order_event(self, o: SimOrder, msg: Any, budget: float) -> tuple[float, float]:
+        """Rule 6 for one of our orders on the event's side; ``budget``: executed size not yet allotted.
+
+        Returns:
+            ``(fill size, budget left for the next order)``.
+        """
+        behind = o.behind
+        if behind is None:
+            behind = o.behind = set()
+        action = msg.action
+        oid = msg.order_id
+        if msg.price != o.price:
+            if action == ORDER_EXECUTE and (msg.price < o.price if o.side == BID else msg.price > o.price):
+                q = self.lots(min(o.remaining, budget))          # executed through our price
+                return (q, budget - q) if q > _EPS else (0.0, budget)
+            return 0.0, budget
+        if action == ORDER_ADD:
+            behind.add(oid)
+            return 0.0, budget
+        if oid in behind:
+            if action == ORDER_EXECUTE:                          # an order behind us executed:
+                q = self.lots(min(o.remaining, budget))          # the aggressor passed us
+                if msg.remaining is not None and msg.remaining <= _EPS:
+                    behind.discard(oid)
+                return (q, budget - q) if q > _EPS else (0.0, budget)
+            if action == ORDER_DELETE:
+                behind.discard(oid)
+            return 0.0, budget
+        if action != ORDER_EXECUTE:                              # cancelled ahead of us
+            o.queue_ahead = max(o.queue_ahead - msg.size, 0.0)
+            return 0.0, budget
+        take = min(o.queue_ahead, budget)                        # executed ahead of us
+        o.queue_ahead -= take
+        budget -= take
+        q = self.lots(min(o.remaining, budget))
+        return (q, budget - q) if q > _EPS else (0.0, budget)
+
+
 @register_fill_model("bbo_cross")
 class BboCrossFill:
     """Fills only when the book moves through the order (rule 4): trades and queues are ignored."""
@@ -424,6 +492,18 @@ class SimExchange:
     5. A cancel takes effect at ``request + cancel latency`` (never before the order reached
        the book); fills that happen before that stand.
 
+    6. ``fill_model="fifo"`` (order-level data: LOBSTER, Bitstamp; rules 1, 4 and 5 as above,
+       rules 2 and 3 replaced): the order joins the back of the real FIFO queue at its price
+       (``queue_ahead`` = displayed size there). For each order event at our side and price
+       (``on_order``): an add is behind us; a cancel or partial cancel of an order ahead of us
+       reduces ``queue_ahead`` by its size, of an order behind us changes nothing; an
+       execution of an order ahead of us reduces ``queue_ahead`` and what exceeds it fills us;
+       an execution of an order behind us (the aggressor passed us) fills us with its size;
+       an execution on our side at a worse price (a bid below our bid) fills us with its
+       size. Executions are allotted to our orders best price first (each executed unit fills
+       at most one). Trades do nothing (the executions are the trades); ``queue_ahead`` is
+       capped at the displayed size (a feed's correction of a level).
+
     Without trade data (``has_trades=False``) rule 2 cannot apply; the fallback treats every
     decrease of the displayed size at our price as executions at the front of the queue
     (the excess over ``queue_ahead`` fills us), an optimistic bound.
@@ -434,8 +514,9 @@ class SimExchange:
     replayed levels as they were.
 
     Feed: pass **every** message, in order: ``on_book(book, msg, mid)`` applies a book message
-    to ``book`` (so who applies it never depends on the orders) and ``on_trade`` takes a
-    trade; ``process_events(t, ...)`` first runs the arrivals and cancels due before it.
+    to ``book`` (so who applies it never depends on the orders), ``on_trade`` takes a
+    trade and ``on_order`` an order-level event (``OrderMessage``, before the book message it
+    causes); ``process_events(t, ...)`` first runs the arrivals and cancels due before it.
     Both return at once when no order is live (the replay fast path).
 
     Args:
@@ -458,6 +539,7 @@ class SimExchange:
         self.taker_rate = config.taker_fee_bps * 1e-4
         self.has_trades = has_trades
         self._uses_queue = self.fill_rule.uses_queue
+        self._uses_orders = getattr(self.fill_rule, "uses_orders", False)
         self.orders: list[SimOrder] = []
         self.fills: list[Fill] = []        # fills not yet drained by the caller
         self.position = 0.0
@@ -589,6 +671,23 @@ class SimExchange:
                 done = True
         if done:
             self._refresh()
+
+    def on_order(self, msg: Any, mid: float | None) -> None:
+        """An order-level event (``messages.OrderMessage``): rule 6 (fill rules with ``uses_orders``)."""
+        if not (self._uses_orders and self.n_live):
+            return
+        side = msg.side
+        mine = [o for o in self.orders if o.status == _LIVE and o.side == side]
+        if not mine:
+            return
+        mine.sort(key=(lambda o: (-o.price, o.oid)) if side == BID else (lambda o: (o.price, o.oid)))
+        budget = msg.size
+        rule = self.fill_rule
+        for o in mine:
+            q, budget = rule.order_event(o, msg, budget)
+            if q:
+                self._fill(o, q, float(o.price), msg.ts, True, mid)
+        self._refresh()
 
     def on_trade(self, ts: float, side: int, price: int, size: float, mid: float | None) -> None:
         """A trade printed (rule 2): ``side`` is the aggressor (+1 buy hits asks, -1 sell hits bids)."""

@@ -23,6 +23,10 @@ Layout::
     feeds/bitmex.py       BitMEX orderBookL2 (levels keyed by id) and trades
     feeds/cryptofeed.py   capture wrappers (cryptofeed v3 JSONL = recorder.py's files, cryptofeed
                           v1 text): receive times, venue dispatch, recorded gaps
+    feeds/lobster.py      LOBSTER (NASDAQ) order-level message files, checked against their
+                          orderbook file
+    feeds/bitstamp.py     Bitstamp order-level day logs (live_orders, trades, top-20 books)
+    feeds/mbo.py          LevelBook: the aggregated book the order-level feeds keep
 
 A venue module documents its format with real sample lines and its quirks, and defines one
 ``feeds.common.Feed`` subclass. The ``Reader`` makes one instance per read (shared by the
@@ -65,17 +69,19 @@ import orjson
 
 from feeds.binance import BinanceFeed
 from feeds.bitmex import BitmexFeed
+from feeds.bitstamp import BitstampFeed
 from feeds.bybit import BybitFeed
 from feeds.coinbase import CoinbaseFeed
 from feeds.common import Feed
 from feeds.cryptofeed import CryptofeedFeed, CryptofeedV1Feed
+from feeds.lobster import LobsterFeed
 from feeds.okx import OkxFeed
 from messages import DataFormatError
 
 __all__ = ["FEEDS", "UNPARSED", "detect_feed"]
 
 FEEDS: tuple[type[Feed], ...] = (BinanceFeed, CryptofeedV1Feed, CryptofeedFeed, OkxFeed, CoinbaseFeed,
-                                 BitmexFeed, BybitFeed)
+                                 BitmexFeed, LobsterFeed, BitstampFeed, BybitFeed)
 """The registered formats, in detection order (the first whose ``detect`` is true wins)."""
 
 UNPARSED: Any = object()

@@ -91,6 +91,10 @@ class LoadReport:
     snapshots flagged ``SnapshotMessage.gap``, one per symbol and gap."""
     symbols: set = field(default_factory=set)
     """Symbols with book or trade messages."""
+    checks: Counter = field(default_factory=Counter)
+    """Order-level feeds' checks against the file's own truth, by name (e.g. Bitstamp's
+    ``"snapshots equal"`` / ``"snapshots compared"``, LOBSTER's ``"rows equal"`` / ``"rows"``,
+    unknown orders, reconciliations); see ``feeds/bitstamp.py`` and ``feeds/lobster.py``."""
     max_examples: int = 50
     """How many problems to keep in ``examples``."""
 
@@ -487,6 +491,10 @@ class Feed:
     keep: ClassVar[bytes | None] = None
     """Lines holding these bytes are parsed even without the filtered symbol's text (records
     that name no symbol but carry state: a connection name, a REST snapshot)."""
+    lines_name_symbol: ClassVar[bool] = True
+    """Whether a line holds its symbol's text (else the byte pre-filter is off: LOBSTER, Bitstamp)."""
+    order_level: ClassVar[bool] = False
+    """The format carries order-level events (``OrderMessage`` with ``order_level=True``)."""
     need: ClassVar[bytes | None] = None
     """Lines without these bytes are parsed even without the symbol's text (a shape that names
     no symbol at all)."""

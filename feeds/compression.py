@@ -5,10 +5,15 @@ magic bytes, never from its name (recorders and exchanges name files inconsisten
 
 Names (internal to the data layer; the public entry points are in ``data_processor``):
 
-- ``compression(path)``: ``"plain"``, ``"gzip"``, ``"zstd"`` or ``"zip"``.
+- ``compression(path)``: ``"plain"``, ``"gzip"``, ``"zstd"``, ``"bz2"`` or ``"zip"``.
 - ``open_binary(path)``: a buffered reader of the decompressed bytes (a zip archive must hold
-  exactly one data file; ``DataFormatError`` otherwise); a cut, corrupt or junk container
-  raises ``DamagedFile`` (a ``DataFormatError`` naming the user's file) while it is read.
+  one data file, documentation members such as a ReadMe aside, or a LOBSTER message +
+  orderbook pair, whose message file is the data; ``DataFormatError`` otherwise); a cut,
+  corrupt or junk container raises ``DamagedFile`` (a ``DataFormatError`` naming the
+  user's file) while it is read.
+- ``open_companion(path, part)``: the companion file of a data file (LOBSTER's ``orderbook``
+  beside its ``message`` file: the other member of the zip, the sibling file, or the
+  ``.<part>`` file ``plain_copy`` writes beside a decompressed copy), or None.
 - ``plain_copy(src, cache_dir, fingerprint)``: decompress once into a cache folder (atomic),
   so that ``Replay`` can seek to its checkpoints' byte offsets.
 - ``as_paths(path_or_paths)``: the list of input files, each checked to exist.
@@ -16,6 +21,7 @@ Names (internal to the data layer; the public entry points are in ``data_process
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
 import io
@@ -33,17 +39,21 @@ import orjson
 from messages import DataFormatError
 from utils import atomic_open
 
-__all__ = ["DamagedFile", "as_paths", "compression", "mark_used", "open_binary", "plain_copy"]
+__all__ = ["DamagedFile", "as_paths", "compression", "mark_used", "open_binary", "open_companion",
+           "plain_copy"]
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 ZIP_MAGIC = b"PK\x03\x04"
+BZ2_MAGIC = b"BZh"
+_DOC_SUFFIXES = (".txt", ".md", ".pdf", ".html")  # zip members that document, not data
+_PAIR = ("_message_", "_orderbook_")  # a LOBSTER zip: the message file is the data
 _BUFFER = 1 << 20  # read buffer of every opened file, bytes
 _CHUNK = 1 << 16  # most decompressed bytes asked of a decompressor at once
 
 
 def compression(path: Path) -> str:
-    """``"plain"``, ``"gzip"``, ``"zstd"`` or ``"zip"``, from the file's magic bytes.
+    """``"plain"``, ``"gzip"``, ``"zstd"``, ``"bz2"`` or ``"zip"``, from the file's magic bytes.
 
     Args:
         path: the file.
@@ -59,6 +69,8 @@ def compression(path: Path) -> str:
         return "zstd"
     if head.startswith(ZIP_MAGIC):
         return "zip"
+    if head.startswith(BZ2_MAGIC) and head[3:4] in b"123456789":
+        return "bz2"
     return "plain"
 
 
@@ -106,7 +118,8 @@ class _Guarded(io.RawIOBase):
         self._inner = inner
         self._path = path
         self._kind = kind
-        self._errors = _decompression_errors()
+        # bz2 words a corrupt stream as a plain OSError ("Invalid data stream")
+        self._errors = _decompression_errors() + ((OSError,) if kind == "bz2" else ())
         self.delivered = 0  # decompressed bytes handed out so far
 
     def readable(self) -> bool:
@@ -192,6 +205,42 @@ class _ZstdRaw(io.RawIOBase):
         super().close()
 
 
+def _zip_data_member(path: Path, zf: zipfile.ZipFile) -> zipfile.ZipInfo:
+    """The data member of a zip: the only non-documentation file, or a LOBSTER pair's message file."""
+    members = [m for m in zf.infolist() if not m.is_dir()]
+    data = [m for m in members if not m.filename.lower().endswith(_DOC_SUFFIXES)]
+    if len(data) == 2:
+        msg = [m for m in data if _PAIR[0] in m.filename]
+        book = [m for m in data if _PAIR[1] in m.filename]
+        if len(msg) == 1 and len(book) == 1:
+            return msg[0]
+    if len(data) != 1:
+        names = ", ".join(m.filename for m in members) or "none"
+        raise DataFormatError(path, None, f"zip archive must hold exactly one data file, found: {names}")
+    return data[0]
+
+
+def open_companion(path: Path, part: str) -> BinaryIO | None:
+    """Open the companion of data file ``path`` named by ``part`` (e.g. ``"orderbook"``), or None.
+
+    Looked for, in order: the zip member whose name has ``_<part>_`` (``path`` a zip); the
+    file ``<path>.<part>`` (written by ``plain_copy`` beside a decompressed copy); the sibling
+    whose name is ``path``'s with ``_message_`` replaced by ``_<part>_``.
+    """
+    if compression(path) == "zip":
+        zf = zipfile.ZipFile(path)
+        for m in zf.infolist():
+            if f"_{part}_" in m.filename and not m.is_dir():
+                return io.BufferedReader(zf.open(m), buffer_size=_BUFFER)  # type: ignore[arg-type]
+        zf.close()
+        return None
+    for cand in (path.with_name(f"{path.name}.{part}"),
+                 path.with_name(path.name.replace(_PAIR[0], f"_{part}_"))):
+        if cand != path and cand.is_file():
+            return open_binary(cand)
+    return None
+
+
 def open_binary(path: Path, name: str | os.PathLike | None = None) -> BinaryIO:
     """Open ``path`` for reading decompressed bytes, whatever its compression.
 
@@ -203,7 +252,7 @@ def open_binary(path: Path, name: str | os.PathLike | None = None) -> BinaryIO:
         A buffered binary reader (iterate it for lines); close it (``with``).
 
     Raises:
-        DataFormatError: a zip archive without exactly one data file.
+        DataFormatError: a zip archive without exactly one data file (see the module docstring).
         DamagedFile: (while reading) the compressed data is cut, corrupt or junk.
     """
     kind = compression(path)
@@ -213,16 +262,18 @@ def open_binary(path: Path, name: str | os.PathLike | None = None) -> BinaryIO:
     try:
         if kind == "gzip":
             inner: Any = gzip.GzipFile(path, "rb")
+        elif kind == "bz2":
+            inner = bz2.BZ2File(path, "rb")
         elif kind == "zstd":
             inner = _ZstdRaw(open(path, "rb"))  # noqa: SIM115 - closed with the returned reader
         else:
             zf = zipfile.ZipFile(path)
-            members = [m for m in zf.infolist() if not m.is_dir()]
-            if len(members) != 1:
-                names = ", ".join(m.filename for m in members) or "none"
+            try:
+                member = _zip_data_member(shown, zf)
+            except DataFormatError:
                 zf.close()
-                raise DataFormatError(shown, None, f"zip archive must hold exactly one data file, found: {names}")
-            inner = zf.open(members[0])
+                raise
+            inner = zf.open(member)
     except _decompression_errors() as e:
         raise DamagedFile(shown, None, _damage_reason(kind, e)) from None
     return io.BufferedReader(_Guarded(inner, shown, kind), buffer_size=_BUFFER)  # type: ignore[arg-type]
@@ -258,6 +309,13 @@ def plain_copy(src: Path, cache_dir: Path, fingerprint: dict) -> Path:
     if dst.is_file():
         mark_used(dst)
         return dst
+    # A LOBSTER zip: its orderbook member goes beside the copy (open_companion finds it
+    # there); written first, so that the copy's presence still marks a complete result.
+    comp = open_companion(src, "orderbook") if compression(src) == "zip" else None
+    if comp is not None:
+        with atomic_open(dst.with_name(f"{dst.name}.orderbook")) as out, comp:
+            while chunk := comp.read(1 << 22):
+                out.write(chunk)
     lines = 0
     try:
         with atomic_open(dst) as out, open_binary(src) as fh:  # streamed, never whole in memory

@@ -71,6 +71,7 @@ class Reader:
         book: Any = None,
         make_book: bool = False,
         names: list[Path] | None = None,
+        order_level: bool = False,
     ) -> None:
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -79,6 +80,8 @@ class Reader:
         # the crossing check reads it instead of the light book.
         self.ext_book = book
         self.make_book = make_book
+        # Order-level feeds (LOBSTER, Bitstamp) also yield their OrderMessages.
+        self.order_level = order_level
         self._tick_warned = False
         self.paths = paths
         self.symbol = symbol
@@ -271,6 +274,8 @@ class Reader:
         rep = self.report
         handler = feed.parse
         flt, keep, need = self.filter, feed.keep, feed.need
+        if not feed.lines_name_symbol:  # one symbol per file, never written in a line
+            flt = None
         drop = feed.drop()
         general = self.general
         limit = MAX_LINE_BYTES

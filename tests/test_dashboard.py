@@ -380,7 +380,7 @@ def _evaluation_view(browser, server, folders, shots):
     driver.get(base + "/evaluation?eval=eval:" + folders["eval"].name)
     ids = ["paired-graph", "pnl-graph", "markout-graph"]
     gs = _wait(driver, "evaluation graphs with data", lambda: _with_data(ids)(driver))
-    policies = ["agent", *BASELINES]
+    policies = ["agent", "initial_agent", *BASELINES]  # initial_agent: the run's untrained model, a reference row
     assert [t["name"] for t in gs["pnl-graph"]["traces"] if t["type"] == "box"] == policies
     assert all(t["n"] == 2 for t in gs["pnl-graph"]["traces"])  # 2 episodes each
     assert [t["name"] for t in gs["markout-graph"]["traces"]] == policies
@@ -403,7 +403,7 @@ def _evaluation_view(browser, server, folders, shots):
     # the run's own final evaluation is listed and opens too
     driver.get(base + "/evaluation?eval=run:" + folders["run"].name)
     gs = _wait(driver, "the run's final evaluation", lambda: _with_data(ids)(driver))
-    assert len([t for t in gs["pnl-graph"]["traces"] if t["type"] == "box"]) == 6  # agent + 5 baselines
+    assert len([t for t in gs["pnl-graph"]["traces"] if t["type"] == "box"]) == 7  # agent, initial agent, 5 baselines
     _check_clean(driver, base)
 
 

@@ -127,11 +127,15 @@ def test_simplified_shape_gets_default_or_given_symbol(tmp_path):
     assert {m.symbol for m in load(p, symbol="XYZ")} == {"XYZ"}
 
 
-@pytest.mark.parametrize("compression", ["gzip", "zstd", "zip"])
+@pytest.mark.parametrize("compression", ["gzip", "zstd", "zip", "bz2"])
 def test_compressed_inputs_equal_plain(tmp_path, compression):
     data = lines_of(*good_stream())
     if compression == "gzip":
         raw = gzip.compress(data)
+    elif compression == "bz2":
+        import bz2
+
+        raw = bz2.compress(data)
     elif compression == "zstd":
         import zstandard
 

@@ -50,7 +50,7 @@ def test_queue_models_closed_form(model, front, back, want):
 
 def test_registries_name_every_builtin_model():
     assert QUEUE_MODELS == {"power": PowerQueue, "log": LogQueue, "risk_averse": RiskAverseQueue}
-    assert FILL_MODELS == {"queue": QueueFill, "bbo_cross": BboCrossFill}
+    assert FILL_MODELS == {"queue": QueueFill, "bbo_cross": BboCrossFill, "fifo": sx.FifoFill}
     assert LATENCY_MODELS == {"constant": ConstantLatency, "lognormal": LognormalLatency}
     cfg = ExchangeConfig(queue_model="power", queue_power=2.5)
     assert QUEUE_MODELS[cfg.queue_model].from_config(cfg) == PowerQueue(2.5)
