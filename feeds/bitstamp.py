@@ -292,7 +292,7 @@ class BitstampFeed(Feed):
             q = round(float(v) * _SAT) / _SAT
         except (TypeError, ValueError, OverflowError):
             raise Problem("bad value", f"trade amount must be a number, got {v!r}") from None
-        msg = reader.trade(SYMBOL, ms, px * self.tick, q, buy, tid, ms * 1_000_000)
+        msg = reader.trade(SYMBOL, ms, self.book.price_of(px), q, buy, tid, ms * 1_000_000)
         return [msg] if msg is not None else []
 
     def _snapshot(self, obj: dict, ms: int) -> list[Message]:

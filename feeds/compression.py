@@ -228,10 +228,14 @@ def open_companion(path: Path, part: str) -> BinaryIO | None:
     whose name is ``path``'s with ``_message_`` replaced by ``_<part>_``.
     """
     if compression(path) == "zip":
-        zf = zipfile.ZipFile(path)
+        try:
+            zf = zipfile.ZipFile(path)
+        except _decompression_errors() as e:
+            raise DamagedFile(path, None, _damage_reason("zip", e)) from None
         for m in zf.infolist():
             if f"_{part}_" in m.filename and not m.is_dir():
-                return io.BufferedReader(zf.open(m), buffer_size=_BUFFER)  # type: ignore[arg-type]
+                return io.BufferedReader(_Guarded(zf.open(m), path, "zip"),  # type: ignore[arg-type]
+                                         buffer_size=_BUFFER)
         zf.close()
         return None
     for cand in (path.with_name(f"{path.name}.{part}"),

@@ -264,7 +264,7 @@ class LobsterFeed(Feed):
         if typ == 0:
             pass
         elif typ in (5, 6):  # hidden execution / cross: a trade, the visible book unchanged
-            tr = reader.trade(sym, ts, px * book.tick, float(size), d == -1, oid, None)
+            tr = reader.trade(sym, ts, book.price_of(px), float(size), d == -1, oid, None)
             if tr is not None:
                 out.append(tr)
         else:
@@ -272,7 +272,7 @@ class LobsterFeed(Feed):
             if reader.order_level:
                 out.append(OrderMessage(ts, sym, action, oid, side, px, float(size), None, book.tick))
             if typ == 4:
-                tr = reader.trade(sym, ts, px * book.tick, float(size), d == -1, oid, None)
+                tr = reader.trade(sym, ts, book.price_of(px), float(size), d == -1, oid, None)
                 if tr is not None:
                     out.append(tr)
             if book.add(side, px, size if typ == 1 else -size):

@@ -13,6 +13,7 @@ checkpoint state).
 from __future__ import annotations
 
 import base64
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -35,13 +36,14 @@ class LevelBook:
     ([[100.0, 0.0]], [[100.02, 3.0]])
     """
 
-    __slots__ = ("bids", "asks", "tick", "scale", "changed_b", "changed_a", "clamped")
+    __slots__ = ("bids", "asks", "tick", "scale", "_decimals", "changed_b", "changed_a", "clamped")
 
     def __init__(self, tick: float, scale: float) -> None:
         self.bids: SortedDict = SortedDict()
         self.asks: SortedDict = SortedDict()
         self.tick = tick
         self.scale = scale
+        self._decimals = max(0, -Decimal(repr(tick)).normalize().as_tuple().exponent)
         self.changed_b: set[int] = set()
         self.changed_a: set[int] = set()
         self.clamped = 0  # removals larger than the level (volume the feed never saw added)
@@ -97,9 +99,20 @@ class LevelBook:
         asks = tuple((p, self.asks[p]) for p in self.asks.keys()[:n])
         return bids, asks
 
+    def price_of(self, ticks: int) -> float:
+        """The price of ``ticks`` as the double of its exact decimal (see ``_out``).
+
+        >>> LevelBook(0.01, 1.0).price_of(22395)
+        223.95
+        """
+        return round(ticks * self.tick, self._decimals)
+
     def _out(self, lv: SortedDict, prices: Any) -> list[list[float]]:
-        tick, scale = self.tick, self.scale
-        return [[p * tick, lv.get(p, 0) * scale] for p in sorted(prices)]
+        # price = ticks x tick, rounded to the tick's decimals: the double whose shortest text is
+        # the exact decimal price (22395 x 0.01 is 223.95000000000002 unrounded, which the
+        # loader's exact tick-grid check refuses)
+        tick, scale, nd = self.tick, self.scale, self._decimals
+        return [[round(p * tick, nd), lv.get(p, 0) * scale] for p in sorted(prices)]
 
     def take_changes(self) -> tuple[list, list]:
         """The changed levels as ``[[price, size], ...]`` per side (size 0: removed); forgets them."""
