@@ -46,6 +46,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -251,6 +252,39 @@ def initial_reference(paths: Sequence[Path], mode: str) -> dict[str, Any]:
     return {INITIAL_AGENT: AgentPolicy(load_model(initial)[0], mode)}
 
 
+def training_overlap(trained: dict[str, Any], env_config: Any) -> str | None:
+    """What the evaluation data shares with a model's training data (``env_config.json``'s config), or None.
+
+    The same files with overlapping time ranges (fractions of the same recording), or some
+    shared files (ranges then not comparable).
+
+    >>> training_overlap({"data_path": "a.jsonl", "time_range": [0.0, 0.6]},
+    ...                  {"data_path": "a.jsonl", "time_range": [0.5, 1.0]})
+    'the evaluation range (0.5, 1.0) overlaps the training range (0.0, 0.6) of the same data'
+    >>> training_overlap({"data_path": "a.jsonl", "time_range": [0.0, 0.6]},
+    ...                  {"data_path": "a.jsonl", "time_range": [0.7, 1.0]}) is None
+    True
+    """
+    def files(cfg: Any) -> set[str]:
+        dp = utils.get_flat(cfg, "data_path") if not isinstance(cfg, dict) else cfg.get("data_path", "")
+        items = dp.split(os.pathsep) if isinstance(dp, str) else list(dp or [])
+        return {os.path.realpath(p) for p in items if p}
+
+    def time_range(cfg: Any) -> tuple[float, float]:
+        tr = utils.get_flat(cfg, "time_range") if not isinstance(cfg, dict) else cfg.get("time_range", (0.0, 1.0))
+        return float(tr[0]), float(tr[1])
+
+    train, ev = files(trained), files(env_config)
+    if not train or not ev or not (train & ev):
+        return None
+    (a0, a1), (b0, b1) = time_range(trained), time_range(env_config)
+    if train == ev:
+        if max(a0, b0) < min(a1, b1):
+            return f"the evaluation range {(b0, b1)} overlaps the training range {(a0, a1)} of the same data"
+        return None
+    return f"the evaluation data shares {len(train & ev)} file(s) with the model's training data"
+
+
 def selection_statement(loaded: dict[str, tuple[Any, dict[str, Any] | None]], paths: Sequence[Path],
                         env_config: Any, held_out_data: bool) -> list[str]:
     """One line per model: which model is evaluated, on what, and whether that data served for selection."""
@@ -262,6 +296,10 @@ def selection_statement(loaded: dict[str, tuple[Any, dict[str, Any] | None]], pa
         kind = path.name if path.name in ("final_model", "best_model", "initial_model") else "model"
         if not held_out_data:
             where = f"on the data given (time range {rng}), not the run's test range"
+            overlap = training_overlap(meta.get("env_config") or {}, env_config)
+            if overlap:
+                where += f"; WARNING: {overlap}: the result is in-sample"
+                warnings.warn(f"{name}: {overlap}: the evaluation is in-sample", stacklevel=2)
         elif val is not None:
             where = (f"on its run's test range {rng}, never used for training or model selection "
                      f"(best_model was selected on the validation range {tuple(val)})")

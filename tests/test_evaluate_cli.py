@@ -341,3 +341,17 @@ def test_too_few_episodes_fit_warns_in_log_and_meta(tiny_data, tmp_path, capsys,
     assert meta["episodes_that_fit"] == 5
     assert len(meta["warnings"]) == 1 and "fits only 5" in meta["warnings"][0]
     assert "warning: the evaluation range" in capsys.readouterr().out
+
+
+def test_evaluating_on_the_training_data_is_called_in_sample(model_dir, tiny_data, tmp_path, capsys):
+    """--data_path naming the model's own training file, whole range: a warning, not a silent result."""
+    import evaluate
+
+    base = ["--model_path", str(model_dir), "--data_path", str(tiny_data), "--num_episodes", "1", "--baselines",
+            "join_best", "--no_progress", "--seed", "1"]
+    with pytest.warns(UserWarning, match=r"overlaps the training range \(0.0, 0.7\).*in-sample"):
+        assert evaluate.main([*base, "--out_dir", str(tmp_path / "a")]) == 0
+    assert "the result is in-sample" in capsys.readouterr().out
+    # the held-out part of the same file: no warning
+    assert evaluate.main([*base, "--eval_range", "0.7", "1", "--out_dir", str(tmp_path / "b")]) == 0
+    assert "in-sample" not in capsys.readouterr().out
