@@ -133,8 +133,14 @@ rep = LoadReport()
 kinds = Counter()
 for m in load_messages(sys.argv[1], report=rep, order_level=True):
     kinds[type(m).__name__] += 1
-print(json.dumps({"kinds": kinds, "checks": rep.checks, "problems": rep.n_problems,
-                  "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+# VmHWM: this process image's peak RSS. ru_maxrss is not: Linux keeps it across execve, so a
+# child of a big pytest worker (TensorFlow loaded) would report the worker's peak.
+try:
+    with open("/proc/self/status") as fh:
+        peak = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024
+except (OSError, StopIteration):
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"kinds": kinds, "checks": rep.checks, "problems": rep.n_problems, "maxrss_mb": peak}))
 """
 
 

@@ -23,6 +23,8 @@ import orjson
 import pandas as pd
 import pytest
 
+import manifest
+
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 BYBIT = REPO.parent / "shared" / "data" / "bybit" / "cryptofeed_v3_BYBIT_linear_ob200_publicTrade.jsonl"
@@ -265,7 +267,10 @@ def test_interrupt_message_names_the_latest_checkpoint(tmp_path, monkeypatch):
     assert train._interrupted() == "interrupted before training started; nothing saved"
     monkeypatch.setitem(train._ACTIVE, "run_dir", tmp_path)
     assert "before the first checkpoint" in train._interrupted()
-    (tmp_path / "checkpoints" / "update_000003").mkdir(parents=True)
+    ck = tmp_path / "checkpoints" / "update_000003"
+    ck.mkdir(parents=True)
+    (ck / "agent.json").write_text("{}")  # an intact checkpoint (manifest.newest_intact): files + manifest
+    manifest.write(ck)
     (tmp_path / "checkpoints" / "latest.json").write_bytes(orjson.dumps({"checkpoint": "update_000003"}))
     msg = train._interrupted()
     assert "update_000003" in msg and f"Resume with: python train.py --resume {tmp_path}" in msg
