@@ -20,7 +20,8 @@ Public names:
 - ``episode_start_times``: the seeded episode start times shared by every policy.
 - ``episodes_that_fit`` / ``episode_fit_warning``: how many non-overlapping episodes the
   evaluation range holds, and the warning when fewer than requested.
-- ``run_episode``: one episode of one policy, its metrics and (optionally) its trace.
+- ``run_episode``: one episode of one policy, its metrics and (optionally) its trace;
+  ``run_episodes``: several episodes of the agent in lockstep (``EVAL_BATCH``), same results.
 - ``evaluate_policies``: every model and policy on the same start times → ``episodes``.
 - ``summarise``: one row per policy (formulas in docs/workflow.md).
 - ``paired_differences``: agent − each baseline on the same episodes (``paired_stats``).
@@ -95,6 +96,12 @@ REPLAY_EPISODES: int | None = None
 """Episodes per policy and model written to ``replay.parquet`` by ``run_evaluation`` (None: all)."""
 REPLAY_LEVELS = 10
 """Book levels per side in ``replay.parquet``."""
+EVAL_BATCH = 10
+"""Episodes of the agent stepped in lockstep by ``evaluate_policies``, one batched network call
+per step (``run_episodes``): the network call, not the env, was 90 % of an agent episode's
+time at batch 1. The batch is padded to this size, so every call has the same shape and the
+numbers do not depend on how many episodes are left. Baselines keep one episode at a time
+(they carry state from step to step)."""
 
 
 def markout_columns(horizons_ms: Sequence[float]) -> list[str]:
@@ -161,6 +168,26 @@ class AgentPolicy:
         if self.action_mode == "discrete":
             return int(action.reshape(-1)[0])
         return action.reshape(-1, action.shape[-1])[0].astype(np.float32)
+
+    def act_batch(self, observations: Sequence[Any], size: int) -> list[Any]:
+        """Actions for several episodes' observations in one network call, padded to ``size`` rows.
+
+        The agent is feed-forward (its memory is the observation window), so the episodes
+        of a batch are independent; padding repeats the last observation and its actions
+        are dropped.
+        """
+        obs = list(observations)
+        assert 0 < len(obs) <= size, (len(obs), size)
+        obs += [obs[-1]] * (size - len(obs))
+        if isinstance(obs[0], dict):
+            batched: Any = {k: np.stack([np.asarray(o[k]) for o in obs]) for k in obs[0]}
+        else:
+            batched = np.stack([np.asarray(o) for o in obs])
+        actions, _ = self.agent.predict(batched, deterministic=self.deterministic)
+        actions = np.asarray(actions)[:len(observations)]
+        if self.action_mode == "discrete":
+            return [int(a) for a in actions.reshape(len(observations), -1)[:, 0]]
+        return [a.astype(np.float32) for a in actions.reshape(len(observations), -1)]
 
 
 def _batch(obs: Any) -> Any:
@@ -373,6 +400,62 @@ def run_episode(
     return episode, np.diff(np.asarray(pnls, dtype=np.float64)), trace
 
 
+def run_episodes(
+    envs: Sequence[Any], policy: Any, starts: Sequence[int], seeds: Sequence[int], record_trace: Sequence[bool],
+    replays: Sequence[replay_record.EpisodeRecorder | None], batch: int,
+) -> list[tuple[dict[str, Any], np.ndarray, dict[str, Any] | None]]:
+    """``run_episode`` for several episodes of a batchable policy in lockstep, one env each.
+
+    Episode ``j`` runs in ``envs[j]`` from ``starts[j]`` with ``seeds[j]``; every step asks
+    ``policy.act_batch`` for the actions of the episodes still running (padded to ``batch``
+    rows). Each episode's result is what ``run_episode`` gives for it: the envs are reset
+    per episode and the policy's action for a row depends only on that row.
+
+    Returns:
+        One ``(episode_metrics, step_pnl, trace)`` per episode, in order.
+    """
+    k = len(starts)
+    assert len(envs) >= k and len(seeds) == k == len(record_trace) == len(replays), (len(envs), k)
+    obs: list[Any] = [None] * k
+    infos: list[dict] = [{}] * k
+    pnls: list[list[float]] = []
+    traces: list[dict[str, Any] | None] = []
+    for j in range(k):
+        obs[j], infos[j] = envs[j].reset(seed=int(seeds[j]), options={"start_ts": int(starts[j])})
+        pnls.append([float(infos[j].get("pnl", 0.0))])
+        trace = {key: [] for key in _TRACE_KEYS} if record_trace[j] else None
+        if trace is not None:
+            _record(trace, infos[j])
+        traces.append(trace)
+        if replays[j] is not None:
+            replays[j].step(envs[j], infos[j])
+    policy.reset()
+    running = list(range(k))
+    while running:
+        actions = policy.act_batch([obs[j] for j in running], batch)
+        still = []
+        for j, action in zip(running, actions, strict=True):
+            obs[j], _, terminated, truncated, infos[j] = envs[j].step(action)
+            pnls[j].append(float(infos[j]["pnl"]))
+            if traces[j] is not None:
+                _record(traces[j], infos[j])
+            if replays[j] is not None:
+                replays[j].step(envs[j], infos[j])
+            if not (terminated or truncated):
+                still.append(j)
+        running = still
+    out = []
+    for j in range(k):
+        episode = dict(infos[j]["episode"])
+        if replays[j] is not None:
+            replays[j].finish(episode)
+        if traces[j] is not None:
+            traces[j]["fills"] = [dict(f) for f in episode["fills"]]
+            traces[j]["markout_horizons_ms"] = list(episode["markout_horizons_ms"])
+        out.append((episode, np.diff(np.asarray(pnls[j], dtype=np.float64)), traces[j]))
+    return out
+
+
 def _record(trace: dict[str, Any], info: dict) -> None:
     m = info["market"]
     q = info.get("quotes", {}) or {}
@@ -433,10 +516,11 @@ def evaluate_policies(
 
     envs: dict[str, Any] = {} if env_cache is None else env_cache
 
-    def env_for(mode: str) -> Any:
-        if mode not in envs:
-            envs[mode] = make_env(utils.replace_flat(env_config, action_mode=mode))
-        return envs[mode]
+    def env_for(mode: str, slot: int = 0) -> Any:
+        key = mode if slot == 0 else f"{mode}#{slot}"  # the lockstep batch's further envs
+        if key not in envs:
+            envs[key] = make_env(utils.replace_flat(env_config, action_mode=mode))
+        return envs[key]
 
     runs = [_Run(AGENT, m, p) for m, p in (models or {}).items()]
     runs += [_Run(n, "", p) for n, p in policies.items()]
@@ -450,18 +534,30 @@ def evaluate_policies(
                dynamic_ncols=True, file=sys.stderr)
     try:
         for run in runs:
-            env = env_for(getattr(run.impl, "action_mode", default_mode))
+            mode = getattr(run.impl, "action_mode", default_mode)
             trace_name = run.policy if len(models or {}) < 2 or run.model == "" else f"{run.policy}_{run.model}"
-            for i, t0 in enumerate(starts):
+            size = min(EVAL_BATCH, len(starts)) if hasattr(run.impl, "act_batch") else 1
+            for b0 in range(0, len(starts), size):
+                idx = range(b0, min(b0 + size, len(starts)))
                 t_start = time.perf_counter()
-                rec = replay.episode(run.policy, run.model, i) if replay is not None and replay.wants(i) else None
-                ep, step_pnl, trace = run_episode(env, run.impl, t0, seed + i, trace_first and i == 0, rec)
-                if trace is not None:
-                    traces[trace_name] = trace
-                steps.setdefault(run.policy, []).append(step_pnl)
-                rows.append(_episode_row(run, i, t0, seed + i, ep, step_pnl, keys, time.perf_counter() - t_start))
-                bar.set_postfix(policy=run.policy, pnl=f"{float(ep.get('pnl', float('nan'))):.2f}")
-                bar.update(1)
+                recs = [replay.episode(run.policy, run.model, i) if replay is not None and replay.wants(i) else None
+                        for i in idx]
+                if size == 1:
+                    i = idx[0]
+                    results = [run_episode(env_for(mode), run.impl, starts[i], seed + i, trace_first and i == 0,
+                                           recs[0])]
+                else:
+                    results = run_episodes([env_for(mode, j) for j in range(len(idx))], run.impl,
+                                           [starts[i] for i in idx], [seed + i for i in idx],
+                                           [trace_first and i == 0 for i in idx], recs, size)
+                wall = (time.perf_counter() - t_start) / len(idx)  # a lockstep batch's time, shared
+                for i, (ep, step_pnl, trace) in zip(idx, results, strict=True):
+                    if trace is not None:
+                        traces[trace_name] = trace
+                    steps.setdefault(run.policy, []).append(step_pnl)
+                    rows.append(_episode_row(run, i, starts[i], seed + i, ep, step_pnl, keys, wall))
+                    bar.set_postfix(policy=run.policy, pnl=f"{float(ep.get('pnl', float('nan'))):.2f}")
+                    bar.update(1)
     finally:
         bar.close()
         if env_cache is None:

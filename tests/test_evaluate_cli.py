@@ -355,3 +355,30 @@ def test_evaluating_on_the_training_data_is_called_in_sample(model_dir, tiny_dat
     # the held-out part of the same file: no warning
     assert evaluate.main([*base, "--eval_range", "0.7", "1", "--out_dir", str(tmp_path / "b")]) == 0
     assert "in-sample" not in capsys.readouterr().out
+
+
+def test_agent_lockstep_batches_give_the_one_at_a_time_episodes(model_dir, tiny_data, monkeypatch):
+    """``run_episodes`` (the agent's episodes in lockstep, padded batches) = ``run_episode`` one by one.
+
+    Five episodes in batches of 2 (2 + 2 + 1, the last padded) and in batches of 1: the same
+    rows (metrics, fills, start times) and the same per-step PnL. Baselines carry state from
+    step to step and are never batched.
+    """
+    import baselines
+    import cli
+    import utils
+    from event_driven_env import EnvConfig
+
+    agent, _ = cli.load_model(model_dir)
+    cfg = utils.from_flat(EnvConfig, data_path=str(tiny_data), time_range=(0.7, 1.0), episode_length_s=20.0,
+                          warmup_s=2.0)
+    models = {"m": evaluation.AgentPolicy(agent, utils.get_flat(cfg, "action_mode"))}
+    out = {}
+    for batch in (1, 2):
+        monkeypatch.setattr(evaluation, "EVAL_BATCH", batch)
+        out[batch] = evaluation.evaluate_policies({}, cfg, 5, seed=4, progress=False, models=models)
+    (a, steps_a, _), (b, steps_b, _) = out[1], out[2]
+    assert len(a) == 5 and a["n_fills"].sum() > 0  # the untrained agent trades: the comparison means something
+    pd.testing.assert_frame_equal(a.drop(columns="wall_s"), b.drop(columns="wall_s"))
+    np.testing.assert_array_equal(steps_a["agent"], steps_b["agent"])
+    assert not any(hasattr(c, "act_batch") for c in vars(baselines).values() if isinstance(c, type))
