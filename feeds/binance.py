@@ -13,7 +13,8 @@ Quirks:
 - Each line starts with the recorder's receive time in ns (kept as ``local_ts``); the
   exchange time kept as ``ts`` is the transaction time ``T`` (ms).
 - The book starts from a REST snapshot (no ``stream``/``data``; no symbol either: it belongs
-  to the symbol of the stream messages around it, and the byte pre-filter keeps it). Diffs
+  to the symbol of the stream messages around it, and the byte pre-filter keeps it; snapshots
+  read before any stream message wait, in order, for the first diff to name it). Diffs
   before it are buffered (at most ``MAX_BUFFERED_DIFFS``); per Binance, diffs with
   ``u < lastUpdateId`` are dropped, the first one applied must have
   ``U <= lastUpdateId <= u``, and each later one's ``pu`` must equal the previous ``u``.
@@ -73,7 +74,9 @@ class BinanceFeed(Feed):
         self.symbol: str | None = None  # the symbol of the last stream message (REST snapshots name none)
         # symbol -> (path, line_no, local_ts, data) of the diffs seen before its REST snapshot
         self.pending: dict[str, list] = {}
-        self.deferred: tuple | None = None  # a REST snapshot seen before any message naming its symbol
+        # REST snapshots seen before any message naming their symbol, in file order (every one
+        # is a book message: a second one must not silently replace the first)
+        self.deferred: list[tuple] = []
 
     @staticmethod
     def detect(first_line: bytes, obj: Any) -> bool:
@@ -164,7 +167,7 @@ class BinanceFeed(Feed):
         if not reader.want(symbol):
             reader.report.ignored_lines += 1
             return []
-        if self.deferred is not None:
+        if self.deferred:
             out = self._run_deferred()
             return out + self._diff(d, local_ts)
         for name, v in (("T", ts), ("U", first), ("u", last), ("pu", prev)):
@@ -209,19 +212,21 @@ class BinanceFeed(Feed):
         return [msg]
 
     def _run_deferred(self) -> list[Message]:
-        """Process a REST snapshot that came before any message naming its symbol."""
+        """Process the REST snapshots that came before any message naming their symbol."""
         reader = self.reader
-        path, line_no, obj, local_ts = self.deferred
-        self.deferred = None
+        deferred, self.deferred = self.deferred, []
         here = reader.path, reader.line_no
-        reader.path, reader.line_no = path, line_no
+        out: list[Message] = []
         try:
-            return self._snapshot(obj, local_ts)
-        except Problem as p:
-            reader.problem(p.kind, p.reason, p.symbol)
-            return []
+            for path, line_no, obj, local_ts in deferred:
+                reader.path, reader.line_no = path, line_no
+                try:
+                    out.extend(self._snapshot(obj, local_ts))
+                except Problem as p:
+                    reader.problem(p.kind, p.reason, p.symbol)
         finally:
             reader.path, reader.line_no = here
+        return out
 
     def _snapshot(self, obj: dict, local_ts: int) -> list[Message]:
         reader = self.reader
@@ -234,7 +239,7 @@ class BinanceFeed(Feed):
         # trust, or a file of another symbol gives that symbol's book under the asked name.
         symbol = self.symbol
         if symbol is None:
-            self.deferred = (reader.path, reader.line_no, obj, local_ts)
+            self.deferred.append((reader.path, reader.line_no, obj, local_ts))
             return []
         if not reader.want(symbol):
             reader.report.ignored_lines += 1
@@ -294,7 +299,7 @@ class BinanceFeed(Feed):
         """A REST snapshot with no diff after it; diffs that never got their snapshot (problems)."""
         reader = self.reader
         out: list[Message] = []
-        if self.deferred is not None:  # a REST snapshot and no diff after it
+        if self.deferred:  # REST snapshots and no diff after them
             self.symbol = DEFAULT_SYMBOL
             out = self._run_deferred()
         for symbol, pend in list(self.pending.items()):

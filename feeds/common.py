@@ -169,7 +169,8 @@ def infer_tick_size(prices: Iterable[str | float]) -> float:
         The tick size as a float (e.g. ``0.1``).
 
     Raises:
-        ValueError: no price, or a price that is not a positive decimal number.
+        ValueError: no price, a price that is not a positive decimal number, or a tick size
+            that underflows a double (a price written with over ~320 decimals).
 
     >>> infer_tick_size(["1.9531", "1.9530"])
     0.0001
@@ -197,7 +198,10 @@ def infer_tick_size(prices: Iterable[str | float]) -> float:
         g = 0
         for i in ints:
             g = math.gcd(g, i)
-    return float(Decimal(g) / scale)
+    tick = float(Decimal(g) / scale)
+    if tick == 0.0:  # a price written with ~330 decimals: the tick underflows a double
+        raise ValueError(f"the tick size of prices written with {d} decimals underflows a double")
+    return tick
 
 
 def inverse_tick(tick_size: float) -> float:

@@ -337,6 +337,17 @@ class Reader:
             from order_book import OrderBook
 
             xb = self.ext_book = OrderBook(out[0].symbol, out[0].tick_size)
+        if len(out) > 1 and type(out[0]) is SnapshotMessage:
+            # A line that releases a snapshot and the diffs buffered for it (Binance's REST
+            # sync, feeds/binance.py) applied them all before its first message is yielded:
+            # replay them from the snapshot, so the book paired with each message holds the
+            # state after that message (replay()'s contract), not after the whole line.
+            xb.n_applied -= sum(type(m) is SnapshotMessage or type(m) is DeltaMessage for m in out)
+            for m in out:
+                if type(m) is SnapshotMessage or type(m) is DeltaMessage:
+                    xb.apply(m)
+                yield m, xb
+            return
         for m in out:
             yield m, xb
 

@@ -10,12 +10,12 @@ tenth iteration also through ``Replay``, which decompresses into its cache). The
 
 1. **No crash**: the only exception allowed is a ``ValueError`` (``DataFormatError``) whose
    message names the mutated file.
-2. **No wrong book**: where the project accepts a Bybit-format input, an independent strict
-   replay written here (``json`` + ``Decimal`` + plain dicts, the documented rules: number
-   grammar, tick grid, update-id continuity, time order, no crossing) must accept it too and
-   give the same full book after every book message. Binance and cryptofeed inputs are held
-   to oracle 1 (their sync rules are checked against an exact replay on the unmutated
-   recordings in ``tests/test_real_data_replay.py``).
+2. **No wrong book**: where the project accepts a Bybit-format or a Binance input, an
+   independent strict replay of that format (``tests/strict_replays.py``: ``json`` + ``Decimal``
+   + plain dicts, nothing from ``feeds/``; the documented rules: number grammar, tick grid,
+   time order, no crossing, and each venue's sync: Bybit's ``u`` continuity, Binance's REST
+   snapshot with ``U``/``u``/``pu``) must accept it too and give the same full book after every
+   book message. The cryptofeed capture is held to oracle 1 only (kind "other").
 
 Iteration ``i`` always gets the same input (seed ``i``), so a failure is reproduced by its
 index: ``python -m pytest tests/test_fuzz.py -k repro --fuzz-case`` is not needed, the
@@ -30,18 +30,18 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import math
 import os
 import random
 import re
 import time
 import zipfile
 from collections import Counter
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
 import orjson
 import pytest
+from strict_replays import Refused, strict_binance, strict_bybit
 
 import data_processor as dp
 import order_book
@@ -52,14 +52,17 @@ FUZZ_ITERATIONS = int(os.environ.get("RLMM_FUZZ_ITERATIONS", "300"))
 FUZZ_CAP_S = 60.0
 """Wall-clock cap of the default run (it stops early, with a note, on a very slow machine)."""
 
-# (name, relative path, symbol, kind, lines in the window)
+# (name, relative path, symbol, kind, lines in the window); kind picks the strict replay (STRICT)
 SOURCES = [
     ("bybit-history", "bybit/2024-12-01_XRPUSDT_ob500.data", "XRPUSDT", "bybit", 50),
     ("bybit-linear", "bybit/cryptofeed_v3_BYBIT_linear_ob200_publicTrade.jsonl", "ETHUSDT", "bybit", 220),
     ("bybit-spot", "bybit/cryptofeed_v3_BYBIT_spot_ob200_publicTrade.jsonl", "BTCUSDT", "bybit", 160),
     ("cryptofeed", "bybit/cryptofeed_v3_BYBIT.jsonl.zst", "linear:SOLUSDT", "other", 400),
-    ("binance", "binance/hftbacktest-usdm/btcusdt_20240718.gz", "BTCUSDT", "other", 300),
+    ("binance", "binance/hftbacktest-usdm/btcusdt_20240718.gz", "BTCUSDT", "binance", 300),
 ]
+
+STRICT = {"bybit": strict_bybit, "binance": strict_binance}
+"""The independent strict replay of each kind of input (``tests/strict_replays.py``); "other": none."""
 
 HOSTILE = [True, False, None, 0, -1, 1.5, 1e308, -0.0, 2**64, 10**30, "1e-400", "1_00.1", " +1 ", "\u0661\u0662",
            "\uff11", "NaN", "nan", "inf", "-1", "", "0", "0.0", "1e20", "100000000000000000000", [], {}, [["1", "1"]],
@@ -122,7 +125,7 @@ def _mutate_json(rng: random.Random, lines: list[bytes], kind: str) -> str:
     raw = lines[i]
     prefix = b""
     body = raw
-    if kind == "other" and raw[:1].isdigit():  # Binance: "<local_ns> <json>"
+    if kind == "binance" and raw[:1].isdigit():  # "<local_ns> <json>"
         sp = raw.find(b" ")
         prefix, body = raw[: sp + 1], raw[sp + 1:]
     try:
@@ -237,193 +240,6 @@ def make_case(shared: Path, seed: int) -> tuple[bytes, str, str, str, str, str]:
     return data, suffix, symbol, kind, name, what
 
 
-# ------------------------------------------------------------------ the independent strict Bybit replay
-
-_PLAIN = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)\Z")  # ASCII digits, at most one '.'
-_IGNORED = {"tickers", "kline", "liquidation", "allLiquidation", "insurance", "lt", "adlAlert", "priceLimit",
-            "kline_lt", "tickers_lt", "orderbook.rpi"}
-
-
-class Refused(Exception):
-    """The strict replay refuses the input."""
-
-
-def _num(text) -> Decimal:
-    if type(text) is not str or not _PLAIN.match(text):
-        raise Refused(f"not a decimal string: {text!r}")
-    return Decimal(text)
-
-
-def _tick_of(prices: list[Decimal], texts: list[str]) -> Decimal:
-    """The documented rule: ``d`` = most decimals; gcd of the prices in 10**-d with >= 20 distinct prices."""
-    d = max((len(t) - t.index(".") - 1) if "." in t else 0 for t in texts)
-    scale = Decimal(10) ** d
-    ints = {int(p * scale) for p in prices}
-    g = 1
-    if len(ints) >= 20:
-        g = 0
-        for i in ints:
-            g = math.gcd(g, i)
-    return Decimal(g) / scale
-
-
-def _levels(raw, tick: Decimal) -> list[tuple[int, float]]:
-    if not isinstance(raw, list):
-        raise Refused("levels not a list")
-    out = []
-    for lv in raw:
-        if not isinstance(lv, list) or len(lv) != 2:
-            raise Refused("level not a pair")
-        p, s = _num(lv[0]), _num(lv[1])
-        ticks = p / tick
-        if p <= 0 or ticks != ticks.to_integral_value() or ticks >= 2**53:
-            raise Refused(f"price {lv[0]!r} not on the grid / too large")
-        q = float(s)
-        if q == math.inf or (q == 0.0 and s != 0):
-            raise Refused(f"size {lv[1]!r} not representable")
-        out.append((int(ticks), q))
-    return out
-
-
-def strict_bybit(data: bytes, symbol: str) -> list[tuple]:  # noqa: C901 - the whole strict replay in one readable function
-    """Books of ``symbol`` after each of its book messages: ``[(type, ts, u, bids, asks, tick)]``.
-
-    Rules (docs/data.md, feeds/bybit.py): lines without the symbol's text that name a topic are
-    skipped unread (the documented pre-filter); a book line needs ``type`` snapshot/delta, an
-    integer ``ts`` that never goes back, an integer ``u`` following the previous one, levels of
-    decimal strings on the tick grid (the tick inferred from the first snapshot); deltas before
-    the first snapshot, and a crossed book after any message, are refused. Trades of the symbol
-    are checked by the same number grammar.
-    """
-    if data[:2] == b"\x1f\x8b" or data[:4] in (b"\x28\xb5\x2f\xfd", b"PK\x03\x04"):
-        data = _decompress(data)
-    sym_bytes = symbol.encode()
-    out: list[tuple] = []
-    tick = None
-    bids: dict[int, float] = {}
-    asks: dict[int, float] = {}
-    last_ts = last_u = None
-    for raw in io.BytesIO(data):  # lines end at b"\n" only, as in the project (not at b"\r")
-        if sym_bytes not in raw and b'"topic"' in raw:
-            continue  # the byte pre-filter
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw.decode("utf-8"), parse_constant=lambda c: (_ for _ in ()).throw(Refused(c)))
-        except (ValueError, UnicodeDecodeError, RecursionError) as e:
-            raise Refused(f"not JSON: {e}") from None
-        if type(obj) is not dict:
-            raise Refused("not an object")
-        topic = obj.get("topic")
-        if topic is None:
-            if "success" in obj or "op" in obj:
-                continue
-            topic_sym = None
-        elif type(topic) is not str:
-            raise Refused("topic not a string")
-        else:
-            head, _, rest = topic.partition(".")
-            if head == "publicTrade":
-                _strict_trades(obj, rest, symbol, tick)
-                continue
-            if head != "orderbook":
-                if head in _IGNORED or topic in _IGNORED:
-                    continue
-                raise Refused(f"unknown topic {topic!r}")
-            topic_sym = rest.rpartition(".")[2]
-        for k in ("type", "ts", "data"):
-            if k not in obj:
-                raise Refused(f"missing {k}")
-        typ, ts, d = obj["type"], obj["ts"], obj["data"]
-        if type(d) is not dict or "b" not in d or "a" not in d:
-            raise Refused("data")
-        if typ not in ("snapshot", "delta"):
-            raise Refused("type")
-        name = d.get("s") or topic_sym
-        if name is not None and type(name) is not str:
-            raise Refused("symbol type")
-        if (name if name is not None else symbol) != symbol:
-            continue
-        u, seq = d.get("u"), d.get("seq")
-        if type(ts) is not int or (u is not None and type(u) is not int) or (seq is not None and type(seq) is not int):
-            raise Refused("ts/u/seq type")
-        if tick is None:
-            if typ != "snapshot":
-                raise Refused("delta before snapshot")
-            try:
-                texts = [lv[0] for lv in d["b"]] + [lv[0] for lv in d["a"]]
-                tick = _tick_of([_num(t) for t in texts], texts)
-            except (TypeError, KeyError, IndexError, ZeroDivisionError, InvalidOperation) as e:
-                raise Refused(f"tick: {e}") from None
-            if tick <= 0:
-                raise Refused("tick")
-        if last_ts is not None and ts < last_ts:
-            raise Refused("time backwards")
-        if typ == "delta" and u is not None and last_u is not None and u != last_u + 1:
-            raise Refused("gap")
-        b, a = _levels(d["b"], tick), _levels(d["a"], tick)
-        if typ == "snapshot":
-            bids, asks = {}, {}
-        for book, lv in ((bids, b), (asks, a)):
-            for p, q in lv:
-                if q == 0:
-                    book.pop(p, None)
-                else:
-                    book[p] = q
-        if bids and asks and max(bids) >= min(asks):
-            raise Refused("crossed")
-        last_ts, last_u = ts, u
-        out.append((typ, ts, u, dict(bids), dict(asks), tick))
-    return out
-
-
-def _strict_trades(obj: dict, topic_sym: str, symbol: str, tick) -> None:
-    d = obj.get("data")
-    if type(d) is not list:
-        raise Refused("trades not a list")
-    for tr in d:
-        if type(tr) is not dict:
-            raise Refused("trade not an object")
-        name = tr.get("s") or topic_sym
-        if type(name) is not str:
-            raise Refused("trade symbol")
-        if name != symbol:
-            return
-        for k in ("T", "p", "v", "S"):
-            if k not in tr:
-                raise Refused(f"trade {k}")
-        if tr["S"] not in ("Buy", "Sell") or type(tr["T"]) is not int:
-            raise Refused("trade side/time")
-        if tick is None:
-            continue  # dropped: tick size unknown before the first snapshot
-        _levels([[tr["p"], tr["v"]]], tick)
-        if Decimal(tr["v"]) == 0:
-            raise Refused("trade size 0")
-
-
-def _decompress(data: bytes) -> bytes:
-    try:
-        if data[:2] == b"\x1f\x8b":
-            return gzip.decompress(data)
-        if data[:4] == b"PK\x03\x04":
-            with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                names = [m for m in zf.infolist() if not m.is_dir()]
-                if len(names) != 1:
-                    raise Refused("zip members")
-                return zf.read(names[0])
-        import zstandard
-
-        obj = zstandard.ZstdDecompressor().decompressobj()
-        out = obj.decompress(data)
-        if not obj.eof or obj.unused_data:
-            raise Refused("zstd incomplete or trailing data")
-        return out
-    except Refused:
-        raise
-    except Exception as e:  # noqa: BLE001 - any decoder complaint is a refusal here
-        raise Refused(f"container: {e}") from None
-
-
 # ------------------------------------------------------------------ one iteration
 
 
@@ -466,10 +282,11 @@ def run_case(shared: Path, tmp: Path, seed: int, stats: Counter) -> str | None:
         order_book.SPEEDUPS = saved
         path.unlink()
     stats["accepted"] += 1
-    if kind != "bybit":
+    strict = STRICT.get(kind)
+    if strict is None:  # cryptofeed captures: oracle 1 only
         return None
     try:
-        want = strict_bybit(data, symbol)
+        want = strict(data, symbol)
     except Refused as e:
         return f"{label}: the project accepted what the strict replay refuses ({e})"
     stats["compared"] += 1
@@ -501,7 +318,7 @@ def fuzz(shared: Path, tmp: Path, seeds: range, cap_s: float) -> tuple[Counter, 
 # ------------------------------------------------------------------ tests
 
 
-def test_strict_replay_agrees_on_the_intact_windows(shared_data, tmp_path):
+def test_strict_bybit_agrees_on_the_intact_windows(shared_data, tmp_path):
     """The oracle itself: on unmutated windows both replays accept and agree."""
     for name, rel, symbol, kind, n in SOURCES:
         if kind != "bybit":
@@ -513,7 +330,7 @@ def test_strict_replay_agrees_on_the_intact_windows(shared_data, tmp_path):
         assert len(want) >= 10 and project_books(p, symbol) == want, name
 
 
-def test_strict_replay_refuses_what_it_should(shared_data):
+def test_strict_bybit_refuses_what_it_should(shared_data):
     lines = _window(shared_data, SOURCES[0][1], 5)
     data = b"".join(lines)
     off_grid = lines[0] + lines[1].replace(b'"b":[["', b'"b":[["0.00001', 1) + b"".join(lines[2:])
@@ -521,6 +338,56 @@ def test_strict_replay_refuses_what_it_should(shared_data):
                 data[: len(data) // 2], data.replace(b'"delta"', b'"snapshot"', 1).replace(b'"a":[["1.9', b'"a":[["0.9', 1)):
         with pytest.raises(Refused):
             strict_bybit(bad, "XRPUSDT")
+
+
+def test_strict_binance_agrees_on_the_intact_window(shared_data, tmp_path):
+    """The Binance oracle itself: on the unmutated window both replays accept and agree."""
+    name, rel, symbol, _, n = SOURCES[4]
+    data = b"".join(_window(shared_data, rel, n))
+    p = tmp_path / f"{name}.data"
+    p.write_bytes(data)
+    want = strict_binance(data, symbol)
+    assert len(want) >= 10 and want[0][0] == "snapshot"
+    assert project_books(p, symbol) == want
+
+
+def _binance_bad_inputs(shared_data) -> dict[str, bytes]:
+    """Hand-made corruptions of the first 40 lines of the Binance window, each in a diff that is applied."""
+    lines = _window(shared_data, SOURCES[4][1], 40)
+    snap_at = next(i for i, ln in enumerate(lines) if b'"lastUpdateId"' in ln)
+    i = next(i for i, ln in enumerate(lines) if i > snap_at + 1 and b'"depthUpdate"' in ln)
+    diff = json.loads(lines[i].partition(b" ")[2])["data"]
+    pu, t = diff["pu"], diff["T"]
+
+    def edit(old: bytes, new: bytes) -> bytes:
+        assert old in lines[i]
+        return b"".join([*lines[:i], lines[i].replace(old, new, 1), *lines[i + 1:]])
+
+    return {
+        "pu gap": edit(b'"pu":%d' % pu, b'"pu":%d' % (pu + 1)),
+        "off-grid price": edit(b'"b":[[', b'"b":[["100.05","1"],['),
+        "number, not a string": edit(b'"b":[[', b'"b":[[62000.0,"1"],['),
+        "time going back": edit(b'"T":%d' % t, b'"T":%d' % (t - 10**6)),
+        "crossing diff": edit(b'"b":[[', b'"b":[["99999.90","1"],['),
+    }
+
+
+@pytest.mark.parametrize("case,strict_reason,project_reason", [
+    ("pu gap", "pu gap", "gap in update ids"),
+    ("off-grid price", "not on the grid", "off the tick grid"),
+    ("number, not a string", "not a decimal string", "is not a decimal string"),
+    ("time going back", "time backwards", "timestamp goes backwards"),
+    ("crossing diff", "crossed", "is crossed"),
+])
+def test_strict_binance_and_the_project_refuse_what_they_should(shared_data, tmp_path, case, strict_reason,
+                                                                 project_reason):
+    bad = _binance_bad_inputs(shared_data)[case]
+    with pytest.raises(Refused, match=strict_reason):
+        strict_binance(bad, "BTCUSDT")
+    p = tmp_path / "bad.data"
+    p.write_bytes(bad)
+    with pytest.raises(ValueError, match=project_reason):
+        project_books(p, "BTCUSDT")
 
 
 def test_fuzz_ci(shared_data, tmp_path):

@@ -278,6 +278,16 @@ def test_grammar_keeps_every_plain_decimal(tmp_path):
         dp.price_to_ticks("65114.2000001", 0.1)
 
 
+@pytest.mark.parametrize("zeros", [330, 310])
+def test_price_with_hundreds_of_decimals_in_the_first_snapshot(tmp_path, zeros):
+    """330 decimals made the inferred tick underflow to 0.0 and ``1 / tick`` raise
+    ``decimal.DivisionByZero`` (a crash; fuzz seed 12910); 310 give a subnormal tick."""
+    tiny = "0." + "0" * zeros + "1"
+    p = _write(tmp_path, lines(snap(1000, 1, [[tiny, "1"], ["99.5", "1"]], [["100.5", "1"]])), "f.jsonl")
+    with pytest.raises(DataFormatError, match=r"f.jsonl:1: .*(underflows a double|too large price)"):
+        load(p)
+
+
 # ------------------------------------------------------------------ a symbol absent from the file
 
 
@@ -288,6 +298,42 @@ def test_binance_absent_symbol_is_refused(tmp_path):
     with pytest.raises(DataFormatError, match=r"no book messages for ETHUSDT \(the recording holds: BTCUSDT\)"):
         Replay(p, "ETHUSDT", cache_dir=tmp_path / "c")
     assert Replay(p, "BTCUSDT", cache_dir=tmp_path / "c").symbol == "BTCUSDT"
+
+
+# ------------------------------------------------------------------ the book paired with each message of a sync line
+
+
+@pytest.mark.parametrize("order", ["diffs before the snapshot", "snapshot first"])
+def test_binance_sync_line_pairs_each_message_with_its_own_book(tmp_path, order):
+    """A line releasing several book messages pairs each with the book after it (``replay()``).
+
+    The REST snapshot line releases the snapshot and the diffs buffered for it (and a diff line
+    releases a snapshot read before any stream message); all were applied before the first was
+    yielded, so the snapshot came paired with the buffered diffs' levels already in (found by the
+    fuzzer's strict Binance replay).
+    """
+    d1, d2 = diff(9, 11, 8, [["99.0", "2"]], []), diff(12, 13, 11, [], [["101.0", "3"]])
+    records = (d1, d2, REST) if order == "diffs before the snapshot" else (REST, d1, d2)
+    p = _write(tmp_path, _binance_lines(*records), "b.data")
+    got = [(type(m).__name__, dict(b.bids), dict(b.asks), b.n_applied) for m, b in dp.replay(p, "BTCUSDT")]
+    assert got == [("SnapshotMessage", {1000: 1.0}, {1005: 1.0}, 1),
+                   ("DeltaMessage", {1000: 1.0, 990: 2.0}, {1005: 1.0}, 2),
+                   ("DeltaMessage", {1000: 1.0, 990: 2.0}, {1005: 1.0, 1010: 3.0}, 3)]
+
+
+def test_binance_every_snapshot_before_the_first_diff_is_kept(tmp_path):
+    """Two REST snapshots before any stream message: both are book messages of the symbol.
+
+    The parser kept only the last one, so a second snapshot older than the first was accepted
+    (time going back, unseen) and the first was lost (found by the fuzzer's strict Binance replay).
+    """
+    second = {**REST, "bids": [["100.0", "5"]]}
+    p = _write(tmp_path, _binance_lines(REST, second, diff(9, 11, 8, [], [])), "b.data")
+    got = [(type(m).__name__, dict(b.bids)) for m, b in dp.replay(p, "BTCUSDT")]
+    assert got == [("SnapshotMessage", {1000: 1.0}), ("SnapshotMessage", {1000: 5.0}), ("DeltaMessage", {1000: 5.0})]
+    p = _write(tmp_path, _binance_lines(REST, {**second, "T": 999}, diff(9, 11, 8, [], [])), "b.data")
+    with pytest.raises(DataFormatError, match=r"b.data:2: timestamp goes backwards for BTCUSDT: 999 < 1000"):
+        load(p)
 
 
 # ------------------------------------------------------------------ replay cache after an in-place edit
