@@ -536,7 +536,7 @@ def evaluate_policies(
         for run in runs:
             mode = getattr(run.impl, "action_mode", default_mode)
             trace_name = run.policy if len(models or {}) < 2 or run.model == "" else f"{run.policy}_{run.model}"
-            size = min(EVAL_BATCH, len(starts)) if hasattr(run.impl, "act_batch") else 1
+            size = max(1, min(EVAL_BATCH, len(starts))) if hasattr(run.impl, "act_batch") else 1
             for b0 in range(0, len(starts), size):
                 idx = range(b0, min(b0 + size, len(starts)))
                 t_start = time.perf_counter()
