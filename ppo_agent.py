@@ -520,7 +520,7 @@ class PPOAgent:
         with tf.device(self.device):
             # The traced concrete function of this batch shape, called directly (as in the
             # rollout): tf.function's per-call signature dispatch was two thirds of the
-            # 2 ms a batch-1 call took in evaluation (the README section "PPO agent").
+            # 2 ms a batch-1 call took in evaluation (docs/workflow.md, the default run).
             key = tuple(np.shape(v) for v in (x.values() if isinstance(x, dict) else (x,)))
             fn = self._predict_fns.get(key)
             if fn is None:
