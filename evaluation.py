@@ -373,31 +373,48 @@ def run_episode(
     """
     obs, info = env.reset(seed=seed, options={"start_ts": int(start_ts)})
     policy.reset()
-    pnls = [float(info.get("pnl", 0.0))]
-    trace: dict[str, Any] | None = None
-    if record_trace:
-        trace = {k: [] for k in _TRACE_KEYS}
-        _record(trace, info)
-    if replay is not None:
-        replay.step(env, info)
+    log = _EpisodeLog(env, info, record_trace, replay)
     while True:
-        action = policy.act(obs, info)
-        obs, _, terminated, truncated, info = env.step(action)
-        pnls.append(float(info["pnl"]))
-        if trace is not None:
-            _record(trace, info)
+        obs, _, terminated, truncated, info = env.step(policy.act(obs, info))
+        log.step(info)
+        if terminated or truncated:
+            return log.finish()
+
+
+class _EpisodeLog:
+    """What one episode records besides the env's own metrics: step PnL, the trace, the replay rows.
+
+    Made after ``reset`` (with its ``info``), given every ``step``'s ``info``; ``finish`` returns
+    ``run_episode``'s ``(episode_metrics, step_pnl, trace)``.
+    """
+
+    def __init__(self, env: Any, info: dict, record_trace: bool,
+                 replay: replay_record.EpisodeRecorder | None) -> None:
+        self.env, self.replay, self.info = env, replay, info
+        self.pnls = [float(info.get("pnl", 0.0))]
+        self.trace: dict[str, Any] | None = {k: [] for k in _TRACE_KEYS} if record_trace else None
+        if self.trace is not None:
+            _record(self.trace, info)
         if replay is not None:
             replay.step(env, info)
-        if terminated or truncated:
-            break
-    episode = dict(info["episode"])
-    if replay is not None:
-        replay.finish(episode)
-    if trace is not None:
-        # The env's record of every fill with its markouts: computed once, by the env.
-        trace["fills"] = [dict(f) for f in episode["fills"]]
-        trace["markout_horizons_ms"] = list(episode["markout_horizons_ms"])
-    return episode, np.diff(np.asarray(pnls, dtype=np.float64)), trace
+
+    def step(self, info: dict) -> None:
+        self.info = info
+        self.pnls.append(float(info["pnl"]))
+        if self.trace is not None:
+            _record(self.trace, info)
+        if self.replay is not None:
+            self.replay.step(self.env, info)
+
+    def finish(self) -> tuple[dict[str, Any], np.ndarray, dict[str, Any] | None]:
+        episode = dict(self.info["episode"])
+        if self.replay is not None:
+            self.replay.finish(episode)
+        if self.trace is not None:
+            # The env's record of every fill with its markouts: computed once, by the env.
+            self.trace["fills"] = [dict(f) for f in episode["fills"]]
+            self.trace["markout_horizons_ms"] = list(episode["markout_horizons_ms"])
+        return episode, np.diff(np.asarray(self.pnls, dtype=np.float64)), self.trace
 
 
 def run_episodes(
@@ -417,43 +434,22 @@ def run_episodes(
     k = len(starts)
     assert len(envs) >= k and len(seeds) == k == len(record_trace) == len(replays), (len(envs), k)
     obs: list[Any] = [None] * k
-    infos: list[dict] = [{}] * k
-    pnls: list[list[float]] = []
-    traces: list[dict[str, Any] | None] = []
+    logs: list[_EpisodeLog] = []
     for j in range(k):
-        obs[j], infos[j] = envs[j].reset(seed=int(seeds[j]), options={"start_ts": int(starts[j])})
-        pnls.append([float(infos[j].get("pnl", 0.0))])
-        trace = {key: [] for key in _TRACE_KEYS} if record_trace[j] else None
-        if trace is not None:
-            _record(trace, infos[j])
-        traces.append(trace)
-        if replays[j] is not None:
-            replays[j].step(envs[j], infos[j])
+        obs[j], info = envs[j].reset(seed=int(seeds[j]), options={"start_ts": int(starts[j])})
+        logs.append(_EpisodeLog(envs[j], info, record_trace[j], replays[j]))
     policy.reset()
     running = list(range(k))
     while running:
         actions = policy.act_batch([obs[j] for j in running], batch)
         still = []
         for j, action in zip(running, actions, strict=True):
-            obs[j], _, terminated, truncated, infos[j] = envs[j].step(action)
-            pnls[j].append(float(infos[j]["pnl"]))
-            if traces[j] is not None:
-                _record(traces[j], infos[j])
-            if replays[j] is not None:
-                replays[j].step(envs[j], infos[j])
+            obs[j], _, terminated, truncated, info = envs[j].step(action)
+            logs[j].step(info)
             if not (terminated or truncated):
                 still.append(j)
         running = still
-    out = []
-    for j in range(k):
-        episode = dict(infos[j]["episode"])
-        if replays[j] is not None:
-            replays[j].finish(episode)
-        if traces[j] is not None:
-            traces[j]["fills"] = [dict(f) for f in episode["fills"]]
-            traces[j]["markout_horizons_ms"] = list(episode["markout_horizons_ms"])
-        out.append((episode, np.diff(np.asarray(pnls[j], dtype=np.float64)), traces[j]))
-    return out
+    return [log.finish() for log in logs]  # in episode order (the replay file's order)
 
 
 def _record(trace: dict[str, Any], info: dict) -> None:
